@@ -44,7 +44,7 @@ export interface IoRequest {
   /** Byte count. 0 for FLUSH. */
   length: number;
   /**
-   * READ: destination of `length` bytes. WRITE: source of `length` bytes.
+   * READ: destination of at least `length` bytes. WRITE: source of `length` bytes.
    * Otherwise null. For engines with `blockSize > 1` (O_DIRECT) the buffer
    * must come from `allocBuffer`.
    */

@@ -1,0 +1,40 @@
+import type { Engine } from '../storage/engine.ts';
+
+const MIN_SHIFT = 9; // 512 B
+
+/**
+ * Reuses transfer buffers by power-of-two size class, so the steady state
+ * allocates nothing per request. Buffers come from the engine, which knows
+ * the alignment it needs (O_DIRECT). Each class keeps at most `keep`
+ * buffers; the rest go back to the garbage collector.
+ */
+export class BufferPool {
+  private readonly classes: Buffer[][] = [];
+  private readonly engine: Engine;
+  private readonly keep: number;
+
+  constructor(engine: Engine, keep = 1024) {
+    this.engine = engine;
+    this.keep = keep;
+  }
+
+  /** A buffer of at least `length` bytes. */
+  get(length: number): Buffer {
+    const c = classOf(length);
+    const list = this.classes[c];
+    const b = list?.pop();
+    return b ?? this.engine.allocBuffer(1 << (c + MIN_SHIFT));
+  }
+
+  put(buf: Buffer): void {
+    const c = classOf(buf.length);
+    if (1 << (c + MIN_SHIFT) !== buf.length) return; // not one of ours
+    const list = (this.classes[c] ??= []);
+    if (list.length < this.keep) list.push(buf);
+  }
+}
+
+function classOf(length: number): number {
+  if (length <= 1 << MIN_SHIFT) return 0;
+  return 32 - Math.clz32(length - 1) - MIN_SHIFT;
+}

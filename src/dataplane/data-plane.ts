@@ -1,0 +1,119 @@
+import type { Engine, IoRequest } from '../storage/engine.ts';
+import { BufferPool } from './buffer-pool.ts';
+import { RequestPool, type DpRequest } from './request.ts';
+import type { TenantCounters } from './tenant-counters.ts';
+
+/**
+ * Decides when queued requests reach the engine. The pass-through gate
+ * (no QoS) issues at once; the QoS gate runs scheduler rounds.
+ */
+export interface Gate {
+  /** Accept a request for the tenant at `req.tenant`. */
+  enqueue(req: DpRequest): void;
+  /** Run a scheduling round: call `issue` for each request allowed now. Returns the number issued. */
+  round(nowMs: number, issue: (req: DpRequest) => void): number;
+  /** Requests held back. */
+  readonly queued: number;
+}
+
+class PassThroughGate implements Gate {
+  private held: DpRequest[] = [];
+  enqueue(req: DpRequest): void {
+    this.held.push(req);
+  }
+  round(_now: number, issue: (req: DpRequest) => void): number {
+    const held = this.held;
+    if (held.length === 0) return 0;
+    this.held = [];
+    for (let i = 0; i < held.length; i++) issue(held[i]);
+    return held.length;
+  }
+  get queued(): number {
+    return this.held.length;
+  }
+}
+
+/** Something with responses waiting to be written. */
+export interface Flushable {
+  flush(): void;
+}
+
+/**
+ * The per-worker core: one engine, one gate, pools, and the batching of
+ * engine submissions and socket writes. Work that arrives during one event
+ * loop callback is issued with one `kick` and answered with one write per
+ * connection, from microtasks queued once per batch.
+ */
+export class DataPlane {
+  readonly engine: Engine;
+  readonly requests = new RequestPool();
+  readonly buffers: BufferPool;
+  readonly counters: TenantCounters;
+  gate: Gate = new PassThroughGate();
+  private roundQueued = false;
+  private flushQueued = false;
+  private dirty: Flushable[] = [];
+  private retryTimer: NodeJS.Immediate | null = null;
+  private readonly issueBound = (req: DpRequest): void => this.engine.submit(req);
+  private readonly roundBound = (): void => this.runRound();
+  private readonly flushBound = (): void => this.flushAll();
+
+  constructor(engine: Engine, counters: TenantCounters) {
+    this.engine = engine;
+    this.counters = counters;
+    this.buffers = new BufferPool(engine);
+    engine.onComplete = (r: IoRequest) => {
+      const req = r as DpRequest;
+      const owner = req.owner;
+      if (owner !== null) owner.complete(req);
+      else this.release(req);
+      // Completions free device capacity: the gate may now issue more.
+      if (this.gate.queued > 0) this.scheduleRound();
+    };
+  }
+
+  submit(req: DpRequest): void {
+    this.gate.enqueue(req);
+    this.scheduleRound();
+  }
+
+  scheduleRound(): void {
+    if (this.roundQueued) return;
+    this.roundQueued = true;
+    queueMicrotask(this.roundBound);
+  }
+
+  private runRound(): void {
+    this.roundQueued = false;
+    const issued = this.gate.round(performance.now(), this.issueBound);
+    if (issued > 0) this.engine.kick();
+    if (this.gate.queued > 0 && this.retryTimer === null) {
+      // Held back for tokens: try again on the next loop turn without blocking I/O.
+      this.retryTimer = setImmediate(() => {
+        this.retryTimer = null;
+        this.runRound();
+      });
+    }
+  }
+
+  markDirty(c: Flushable): void {
+    this.dirty.push(c);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushBound);
+    }
+  }
+
+  private flushAll(): void {
+    this.flushQueued = false;
+    const list = this.dirty;
+    this.dirty = [];
+    for (let i = 0; i < list.length; i++) list[i].flush();
+  }
+
+  /** Returns a finished request and its buffer to the pools. */
+  release(req: DpRequest): void {
+    if (req.buf !== null) this.buffers.put(req.buf);
+    this.requests.put(req);
+  }
+}

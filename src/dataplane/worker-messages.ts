@@ -1,0 +1,23 @@
+import type { DeviceSpec, PortBinding } from '../control/config.ts';
+
+/** What the main thread hands a worker at start. Plain data only. */
+export interface WorkerInit {
+  workerIndex: number;
+  workerCount: number;
+  device: DeviceSpec;
+  engine: 'auto' | 'uring' | 'fs';
+  memoryStore?: SharedArrayBuffer;
+  host: string;
+  bindings: PortBinding[];
+  sectorSize: number;
+  maxRequestBytes: number;
+  maxOutstanding: number;
+  countersSab: SharedArrayBuffer;
+}
+
+export type WorkerCommand = { type: 'drain'; timeoutMs: number };
+
+export type WorkerReply =
+  | { type: 'ready'; ports: number[]; engine: string; size: number; fallbackReason?: string }
+  | { type: 'failed'; message: string }
+  | { type: 'drained' };

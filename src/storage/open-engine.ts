@@ -1,0 +1,58 @@
+import type { DeviceSpec } from '../control/config.ts';
+import type { Engine } from './engine.ts';
+import { FileEngine } from './file-engine.ts';
+import { MemoryEngine } from './memory-engine.ts';
+import { NullEngine } from './null-engine.ts';
+
+export interface OpenOptions {
+  /** For memory devices: the store shared by all workers. */
+  memoryStore?: SharedArrayBuffer;
+  engine?: 'auto' | 'uring' | 'fs';
+}
+
+export interface Opened {
+  engine: Engine;
+  /** Why a faster engine was not used, when it was not. */
+  fallbackReason?: string;
+}
+
+/** Opens the engine for a device spec; io_uring for files where it can, Node's fs otherwise. */
+export async function openEngine(spec: DeviceSpec, opts: OpenOptions = {}): Promise<Opened> {
+  switch (spec.kind) {
+    case 'memory':
+      return { engine: new MemoryEngine(opts.memoryStore ?? spec.size) };
+    case 'null':
+      return { engine: new NullEngine(spec.size) };
+    case 'file': {
+      let reason: string | undefined;
+      if (opts.engine !== 'fs') {
+        const uring = await tryUring(spec);
+        if (uring.engine) return { engine: uring.engine };
+        reason = uring.reason;
+        if (opts.engine === 'uring') throw new Error(`io_uring engine unavailable: ${reason}`);
+      }
+      const fileOpts: { size?: number; create?: boolean } = {};
+      if (spec.size !== undefined) fileOpts.size = spec.size;
+      if (spec.create !== undefined) fileOpts.create = spec.create;
+      return { engine: new FileEngine(spec.path, fileOpts), fallbackReason: reason };
+    }
+  }
+}
+
+/** Loads the io_uring engine if its module and the native addon are present. */
+async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>): Promise<{ engine?: Engine; reason: string }> {
+  try {
+    // A variable specifier: the module is optional and may not exist in every build.
+    const specifier = './uring-engine.ts';
+    const mod = (await import(specifier)) as unknown as {
+      openUringEngine?: (path: string, o: { size?: number; create?: boolean }) => Promise<Engine> | Engine;
+    };
+    if (typeof mod.openUringEngine !== 'function') return { reason: 'io_uring engine not built into this version' };
+    const o: { size?: number; create?: boolean } = {};
+    if (spec.size !== undefined) o.size = spec.size;
+    if (spec.create !== undefined) o.create = spec.create;
+    return { engine: await mod.openUringEngine(spec.path, o), reason: '' };
+  } catch (err) {
+    return { reason: (err as Error).message };
+  }
+}
