@@ -1,0 +1,207 @@
+/**
+ * Promise API of the ReFlex client.
+ *
+ *   const c = await connect({ host, port });
+ *   await c.write(0, data);
+ *   const back = await c.read(0, data.length);
+ *   await c.close();
+ *
+ * Offsets and lengths are bytes and must be multiples of the sector size
+ * (from HELLO, or `sectorSize` for v1 servers). Requests may complete in any
+ * order, as the protocol allows; the client does not order requests that are
+ * outstanding at the same time. Failures reject with a `ReflexError` whose
+ * `code` is stable ('ERANGE', 'EINVAL', 'EIO', 'ETIMEDOUT', 'ECONNRESET', ...);
+ * misuse (misaligned offset, oversized request) rejects with a RangeError
+ * before anything is sent.
+ *
+ * The layers below are exported for callers that need speed over
+ * convenience: `Pool` and `ClientConnection` take a `ResponseSink` and a
+ * numeric tag instead of returning promises.
+ */
+import { decodeHelloInfo, FLAG_FUA, type HelloInfo } from '../protocol/reflex-codec.ts';
+import { Cmd, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, Status } from '../protocol/reflex-constants.ts';
+import { errorFromStatus, LocalStatus, STATUS_OK } from './errors.ts';
+import type { ResponseSink } from './connection.ts';
+import { Pool } from './pool.ts';
+
+export { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
+export { Pool } from './pool.ts';
+export * from './errors.ts';
+export type { HelloInfo } from '../protocol/reflex-codec.ts';
+
+export interface ConnectOptions {
+  host?: string;
+  port: number;
+  /** Connections to open; requests go to the least busy. Default 1. */
+  connections?: number;
+  /** Per-request timeout in ms; 0 disables. Default 30000. */
+  timeoutMs?: number;
+  /** Sector size for servers that do not answer HELLO (v1). Default 512. */
+  sectorSize?: number;
+  /** Ask the server for its parameters on connect. Default true. */
+  hello?: boolean;
+}
+
+export interface WriteOptions {
+  /** Force unit access: durable before acknowledged. */
+  fua?: boolean;
+}
+
+/** One request's promise, as a ResponseSink (one small object per request). */
+class PendingRequest implements ResponseSink {
+  resolve!: (value: Buffer | null) => void;
+  reject!: (err: Error) => void;
+  readonly what: string;
+  readonly keepPayload: boolean;
+  readonly promise: Promise<Buffer | null>;
+
+  constructor(what: string, keepPayload: boolean) {
+    this.what = what;
+    this.keepPayload = keepPayload;
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  onResponse(_tag: number, status: number, payload: Buffer | null): void {
+    if (status !== STATUS_OK) {
+      this.reject(errorFromStatus(status, this.what));
+      return;
+    }
+    // The payload is a view into a receive buffer that will be reused: copy it.
+    this.resolve(this.keepPayload && payload !== null ? Buffer.from(payload) : null);
+  }
+}
+
+export class ReflexClient {
+  readonly pool: Pool;
+  /** What HELLO reported; null for a v1 server or when hello was off. */
+  info: HelloInfo | null = null;
+  sectorSize: number;
+  maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES;
+
+  constructor(pool: Pool, sectorSize: number) {
+    this.pool = pool;
+    this.sectorSize = sectorSize;
+  }
+
+  /**
+   * Asks the server for its parameters. Resolves to null when the server
+   * answers EINVAL (a v1 server that does not know HELLO). Must not run with
+   * other requests outstanding: the sector size it learns changes framing.
+   */
+  async hello(): Promise<HelloInfo | null> {
+    const p = new PendingRequest('HELLO', true);
+    this.pool.connections[0].send(Cmd.HELLO, 0, 0, null, 0, p, 0);
+    let payload: Buffer | null;
+    try {
+      payload = await p.promise;
+    } catch (err) {
+      if ((err as { status?: number }).status === Status.EINVAL) return null;
+      throw err;
+    }
+    if (payload === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO');
+    const info = decodeHelloInfo(payload);
+    this.info = info;
+    if (info.sectorSize !== this.sectorSize) {
+      this.sectorSize = info.sectorSize;
+      this.pool.setSectorSize(info.sectorSize);
+    }
+    this.maxRequestBytes = info.maxRequestBytes;
+    return info;
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    const bad = this.check('read', offset, length, true);
+    if (bad !== null) return Promise.reject(bad);
+    const p = new PendingRequest(`read ${length}@${offset}`, true);
+    this.pool.send(Cmd.GET, offset / this.sectorSize, length / this.sectorSize, null, 0, p, 0);
+    return p.promise as Promise<Buffer>;
+  }
+
+  /** `data` must not be modified until the promise settles. */
+  async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
+    const bad = this.check('write', offset, data.length, true);
+    if (bad !== null) throw bad;
+    const p = new PendingRequest(`write ${data.length}@${offset}`, false);
+    this.pool.send(Cmd.SET | (opts.fua ? FLAG_FUA : 0), offset / this.sectorSize, data.length / this.sectorSize, data, data.length, p, 0);
+    await p.promise;
+  }
+
+  /**
+   * Fire and forget (SET_NO_ACK): the server sends no reply, so no error is
+   * ever reported. Throws RangeError on misuse. The data is copied.
+   */
+  writeNoAck(offset: number, data: Buffer): void {
+    const bad = this.check('writeNoAck', offset, data.length, true);
+    if (bad !== null) throw bad;
+    this.pool.send(Cmd.SET_NO_ACK, offset / this.sectorSize, data.length / this.sectorSize, Buffer.from(data), data.length, null, 0);
+  }
+
+  /** Makes every acknowledged write durable. */
+  async flush(): Promise<void> {
+    const p = new PendingRequest('flush', false);
+    this.pool.send(Cmd.FLUSH, 0, 0, null, 0, p, 0);
+    await p.promise;
+  }
+
+  async trim(offset: number, length: number): Promise<void> {
+    await this.rangeOp(Cmd.TRIM, 'trim', offset, length);
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    await this.rangeOp(Cmd.WRITE_ZEROES, 'writeZeroes', offset, length);
+  }
+
+  private async rangeOp(cmd: number, what: string, offset: number, length: number): Promise<void> {
+    const bad = this.check(what, offset, length, false);
+    if (bad !== null) throw bad;
+    const p = new PendingRequest(`${what} ${length}@${offset}`, false);
+    this.pool.send(cmd, offset / this.sectorSize, length / this.sectorSize, null, 0, p, 0);
+    await p.promise;
+  }
+
+  /** The RangeError for a request that cannot be sent, or null. */
+  private check(what: string, offset: number, length: number, limited: boolean): RangeError | null {
+    const s = this.sectorSize;
+    if (!Number.isSafeInteger(offset) || offset < 0) return new RangeError(`${what}: offset ${offset} is not a non-negative integer`);
+    if (!Number.isSafeInteger(length) || length <= 0) return new RangeError(`${what}: length ${length} must be a positive integer`);
+    if (offset % s !== 0) return new RangeError(`${what}: offset ${offset} is not a multiple of the sector size ${s}`);
+    if (length % s !== 0) return new RangeError(`${what}: length ${length} is not a multiple of the sector size ${s}`);
+    if (limited && length > this.maxRequestBytes) return new RangeError(`${what}: length ${length} exceeds the server's maximum request of ${this.maxRequestBytes} bytes`);
+    if (length / s > 0xffff_ffff) return new RangeError(`${what}: length ${length} is more sectors than one request can name`);
+    return null;
+  }
+
+  /** Waits for outstanding replies (up to a grace period), then closes every connection. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** Closes at once; outstanding requests fail with ECONNRESET. */
+  destroy(): void {
+    this.pool.destroy();
+  }
+}
+
+export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
+  const sectorSize = opts.sectorSize ?? DEFAULT_SECTOR_SIZE;
+  if (!Number.isInteger(sectorSize) || sectorSize <= 0) throw new RangeError(`sectorSize: ${sectorSize} must be a positive integer`);
+  const pool = await Pool.open(opts.connections ?? 1, {
+    host: opts.host,
+    port: opts.port,
+    timeoutMs: opts.timeoutMs,
+    sectorSize,
+  });
+  const client = new ReflexClient(pool, sectorSize);
+  if (opts.hello ?? true) {
+    try {
+      await client.hello();
+    } catch (err) {
+      pool.destroy();
+      throw err;
+    }
+  }
+  return client;
+}
