@@ -1,0 +1,55 @@
+/*
+ * Minimal io_uring over raw syscalls (<linux/io_uring.h>): setup, SQE
+ * reservation, submission and CQ draining. No Node-API here, no policy.
+ * One ring is used by one thread only (the JS thread that created it), so
+ * the only cross-party ordering is with the kernel, via acquire/release on
+ * the shared head/tail indices.
+ */
+#ifndef REFLEX_RING_H
+#define REFLEX_RING_H
+
+#include <linux/io_uring.h>
+#include <stdint.h>
+#include <stddef.h>
+
+struct ring {
+  int fd;
+  unsigned sq_entries;
+  unsigned cq_entries;
+  unsigned features;
+  /* Submission queue (shared with the kernel). */
+  unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+  struct io_uring_sqe *sqes;
+  unsigned sq_local_tail; /* SQEs reserved by us, not yet published */
+  /* Completion queue (shared with the kernel). */
+  unsigned *cq_head, *cq_tail, *cq_mask;
+  struct io_uring_cqe *cqes;
+  /* Mappings, for teardown. */
+  void *sq_map, *cq_map;
+  size_t sq_map_len, cq_map_len, sqes_map_len;
+};
+
+/* Returns 0 or -errno. On failure the struct is left closed (fd == -1). */
+int ring_init(struct ring *r, unsigned entries);
+void ring_destroy(struct ring *r);
+
+/* A zeroed SQE, or NULL when the SQ is full. Not visible to the kernel
+ * until ring_submit. */
+struct io_uring_sqe *ring_get_sqe(struct ring *r);
+
+/* Publishes reserved SQEs and enters the kernel once. Returns the number
+ * the kernel consumed or -errno. */
+int ring_submit(struct ring *r);
+
+/* Copies up to `cap` completions as (user_data, res) int32 pairs into out
+ * and returns how many. */
+unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap);
+
+int ring_register_eventfd(struct ring *r, int efd);
+int ring_register_files(struct ring *r, const int *fds, unsigned n);
+
+/* io_uring_setup(1) then close: 0 when io_uring is usable, else -errno
+ * (ENOSYS: no kernel support; EPERM: kernel.io_uring_disabled). */
+int ring_probe(void);
+
+#endif
