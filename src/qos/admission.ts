@@ -16,7 +16,6 @@
  * TenantRegistry is the one registration path, for config-file tenants and
  * the admin API alike.
  */
-import { mixedCost4k } from './cost.ts';
 import { strictestCalibratedP95, tokenRateFor, type DeviceModel } from './device-model.ts';
 
 export interface LcSpec {
@@ -43,7 +42,8 @@ export type AdmissionResult =
 
 /** Tokens/s an LC objective reserves. */
 export function lcReservation(model: DeviceModel, spec: LcSpec): number {
-  return spec.iops * mixedCost4k(model, spec.readPct / 100);
+  // Percent form keeps integer inputs exact (0.8 × 100 is not 80 in binary floating point).
+  return (spec.iops * (spec.readPct * model.readCost4k + (100 - spec.readPct) * model.writeCost4k)) / 100;
 }
 
 function fmt(n: number): string {

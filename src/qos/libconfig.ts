@@ -154,6 +154,8 @@ class Parser {
       return items;
     }
     for (;;) {
+      this.skipBlank();
+      if (this.atEnd) this.fail(`unterminated '${close === ')' ? '(' : '['}' opened at line ${openLine}:${openCol}`);
       const line = this.line;
       const col = this.col;
       const v = this.parseValue();
