@@ -13,7 +13,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { GlobalBucket } from '../src/qos/global-bucket.ts';
-import { Scheduler } from '../src/qos/scheduler.ts';
+import { Scheduler, type SchedTenant } from '../src/qos/scheduler.ts';
 
 const ROUNDS = 200_000;
 const REQS_PER_ROUND = 16;
@@ -48,7 +48,7 @@ function runCase(nTenants: number): Case {
     workerIndex: 0,
     nowNs: 0,
   });
-  const handles = [];
+  const handles: SchedTenant[] = [];
   for (let i = 0; i < nTenants; i++) {
     // Every third tenant LC, the rest BE; rates far above the offered load.
     handles.push(s.addTenant({ id: i, kind: i % 3 === 0 ? 'LC' : 'BE', rateTokensPerSec: 1e10 }));
@@ -59,7 +59,7 @@ function runCase(nTenants: number): Case {
     sink += x;
   };
   const pick = nTenants === 1 ? 1 : ACTIVE_PER_ROUND;
-  const chosen = new Array(pick).fill(handles[0]);
+  const chosen: SchedTenant[] = new Array<SchedTenant>(pick).fill(handles[0]);
   const step = (t: number): void => {
     for (let k = 0; k < pick; k++) chosen[k] = handles[nTenants === 1 ? 0 : next() % nTenants];
     for (let r = 0; r < REQS_PER_ROUND; r++) s.enqueueTenant(chosen[r % pick], r, r % 4 === 0 ? 1000 : 100);
