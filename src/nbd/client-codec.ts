@@ -6,8 +6,8 @@
  *
  *   encodeClientFlags(flags): Buffer
  *   encodeOption(option, data?): Buffer
- *   encodeInfoOption(option, name, infos)           option: INFO or GO: Buffer
- *   encodeMetaContextOption(option, name, queries)  option: LIST_ or SET_META_CONTEXT: Buffer
+ *   encodeInfoOption(option, name, infos): Buffer           option is INFO or GO
+ *   encodeMetaContextOption(option, name, queries): Buffer  option is LIST_/SET_META_CONTEXT
  *   encodeRequest(fields, data?): Buffer
  *   decodeGreeting(buf): { magic, ihaveopt, flags }
  *   decodeOptionReplies(buf): { replies: OptionReply[], rest: Buffer }
