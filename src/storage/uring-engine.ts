@@ -37,6 +37,14 @@ const SLAB_SIZE = 1024 * 1024;
 const POOL_KEEP = 256;
 const NO_BUFFER = -1;
 
+/**
+ * Native table id of every ArrayBuffer allocated by an engine on this thread.
+ * Module state is per thread (each worker loads its own copy), matching the
+ * addon's per-environment buffer table, so engines on one thread can share
+ * buffers.
+ */
+const bufferIds = new WeakMap<ArrayBufferLike, number>();
+
 function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
@@ -109,7 +117,6 @@ export class UringEngine implements Engine {
   private closedRing = false;
   private drained: (() => void) | null = null;
 
-  private readonly bufferIds = new WeakMap<ArrayBufferLike, number>();
   private lastAb: ArrayBufferLike | null = null;
   private lastId = NO_BUFFER;
   private slab: Buffer | null = null;
@@ -219,7 +226,7 @@ export class UringEngine implements Engine {
    * afterwards.
    */
   releaseBuffer(buf: Buffer): void {
-    if (!this.bufferIds.has(buf.buffer) || buf.byteOffset % PAGE !== 0) return;
+    if (!bufferIds.has(buf.buffer) || buf.byteOffset % PAGE !== 0) return;
     const cls = roundUp(Math.max(buf.length, 1), PAGE);
     let free = this.pool.get(cls);
     if (free === undefined) this.pool.set(cls, (free = []));
@@ -228,7 +235,7 @@ export class UringEngine implements Engine {
 
   private nativeAlloc(len: number): Buffer {
     const [buf, id] = this.native.alloc(len);
-    this.bufferIds.set(buf.buffer, id);
+    bufferIds.set(buf.buffer, id);
     return buf;
   }
 
@@ -293,8 +300,8 @@ export class UringEngine implements Engine {
         d[at + 1] = this.fdFlag | (op === Op.WRITE && req.fua ? DescFlag.FUA : 0);
         d[at + 3] = offset;
         d[at + 4] = length;
-        this.setBuffer(d, at, buf);
-        return;
+        if (this.setBuffer(d, at, buf)) return;
+        error = Errno.EINVAL;
       }
     } else if (op === Op.FLUSH) {
       d[at] = NativeOp.FSYNC;
@@ -325,28 +332,36 @@ export class UringEngine implements Engine {
     d[at + 5] = NO_BUFFER;
   }
 
-  private setBuffer(d: Float64Array, at: number, buf: Buffer): void {
+  /**
+   * Names `buf` in descriptor `at`. False when it cannot be used: under
+   * O_DIRECT a buffer must come from allocBuffer and sit on a block boundary
+   * (the kernel may accept less alignment, but the contract is explicit).
+   */
+  private setBuffer(d: Float64Array, at: number, buf: Buffer): boolean {
     const ab = buf.buffer;
     let id: number;
     if (ab === this.lastAb) {
       id = this.lastId;
     } else {
-      id = this.bufferIds.get(ab) ?? NO_BUFFER;
+      id = bufferIds.get(ab) ?? NO_BUFFER;
       if (id !== NO_BUFFER) {
         this.lastAb = ab;
         this.lastId = id;
       }
     }
     if (id !== NO_BUFFER) {
+      // Backing memory is page aligned, so the offset decides the address alignment.
+      if ((buf.byteOffset & (this.blockSize - 1)) !== 0) return false;
       d[at + 5] = id;
       d[at + 6] = buf.byteOffset;
-    } else {
-      // Not ours: C resolves it from the batch's side array (O_DIRECT may
-      // then fail with EINVAL if it is misaligned, which is the contract).
-      d[at + 5] = -2 - this.foreign.length;
-      d[at + 6] = 0;
-      this.foreign.push(buf);
+      return true;
     }
+    if (this.direct) return false;
+    // Buffered I/O takes any memory: C resolves it from the batch's side array.
+    d[at + 5] = -2 - this.foreign.length;
+    d[at + 6] = 0;
+    this.foreign.push(buf);
+    return true;
   }
 
   private flush(): void {

@@ -1,0 +1,213 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes, randomInt } from 'node:crypto';
+import { Errno, Op, newRequest } from '../../src/storage/engine.ts';
+import type { IoRequest, OpCode } from '../../src/storage/engine.ts';
+import { loadUring } from '../../src/storage/uring-native.ts';
+import { UringEngine } from '../../src/storage/uring-engine.ts';
+
+const skip = loadUring().ok ? false : `io_uring unavailable: ${(loadUring() as { reason: string }).reason}`;
+let dir = '';
+
+before(() => {
+  // A disk-backed directory: O_DIRECT needs a filesystem that supports it.
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-uring-'));
+});
+after(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function open(name: string, size: number, queueDepth = 32): UringEngine {
+  const e = UringEngine.open(path.join(dir, name), { create: true, size, queueDepth });
+  e.onComplete = (req) => (req.ctx as (r: IoRequest) => void)(req);
+  return e;
+}
+
+function io(e: UringEngine, op: OpCode, offset: number, length: number, buf: Buffer | null, fua = false): Promise<number> {
+  return new Promise((resolve) => {
+    const r = newRequest();
+    r.op = op;
+    r.offset = offset;
+    r.length = length;
+    r.buf = buf;
+    r.fua = fua;
+    r.ctx = (done: IoRequest) => resolve(done.result);
+    e.submit(r);
+  });
+}
+
+test('random aligned writes read back identical, more requests than ring slots', { skip }, async () => {
+  const size = 8 << 20;
+  const e = open('integrity.img', size, 8);
+  assert.equal(e.blockSize % 512, 0);
+  const model = Buffer.alloc(size);
+  for (let round = 0; round < 20; round++) {
+    // Non-overlapping extents so concurrent completion order cannot matter.
+    const taken: [number, number][] = [];
+    const writes: Promise<number>[] = [];
+    while (taken.length < 24) {
+      const len = randomInt(1, 129) * 512;
+      const off = randomInt(0, (size - len) / 512 + 1) * 512;
+      if (taken.some(([o, l]) => off < o + l && o < off + len)) continue;
+      taken.push([off, len]);
+      const buf = e.allocBuffer(len);
+      randomBytes(len).copy(buf);
+      buf.copy(model, off);
+      writes.push(io(e, Op.WRITE, off, len, buf, round % 5 === 0));
+    }
+    e.kick();
+    assert.ok(e.inFlight > 8, 'overflow beyond the ring depth is in flight');
+    assert.deepEqual(await Promise.all(writes), writes.map(() => 0));
+    const reads = taken.map(async ([off, len]) => {
+      const buf = e.allocBuffer(len);
+      const p = io(e, Op.READ, off, len, buf);
+      return { off, len, buf, res: await p };
+    });
+    e.kick();
+    for (const { off, len, buf, res } of await Promise.all(reads)) {
+      assert.equal(res, 0);
+      assert.ok(buf.equals(model.subarray(off, off + len)), `mismatch at ${off}+${len}`);
+    }
+  }
+  assert.equal(e.inFlight, 0);
+  await e.close();
+  assert.ok(fs.readFileSync(path.join(dir, 'integrity.img')).equals(model), 'file matches the model');
+});
+
+test('completions never arrive inside submit or kick', { skip }, async () => {
+  const e = open('async.img', 1 << 20);
+  let inside = false;
+  let seen = 0;
+  e.onComplete = () => {
+    assert.equal(inside, false);
+    seen++;
+  };
+  inside = true;
+  for (let i = 0; i < 4; i++) {
+    const r = newRequest();
+    r.op = i === 3 ? Op.FLUSH : Op.READ;
+    r.offset = i * 4096;
+    r.length = i === 3 ? 0 : 4096;
+    r.buf = i === 3 ? null : e.allocBuffer(4096);
+    e.submit(r);
+  }
+  e.kick();
+  inside = false;
+  assert.equal(seen, 0);
+  await e.close();
+  assert.equal(seen, 4, 'close waits for all in-flight requests');
+});
+
+test('unaligned requests fail with -EINVAL', { skip }, async () => {
+  const e = open('unaligned.img', 1 << 20);
+  const good = e.allocBuffer(8192);
+  e.kick();
+  const results = [
+    io(e, Op.READ, 100, 512, good),
+    io(e, Op.WRITE, 0, 700, good),
+    io(e, Op.READ, (1 << 20) - 512, 1024, good), // beyond the end
+  ];
+  let misaligned: Promise<number> | null = null;
+  if (e.direct) misaligned = io(e, Op.READ, 0, 4096, good.subarray(1, 4097));
+  e.kick();
+  assert.deepEqual(await Promise.all(results), [Errno.EINVAL, Errno.EINVAL, Errno.EINVAL]);
+  if (misaligned !== null) assert.equal(await misaligned, Errno.EINVAL, 'misaligned buffer address');
+  await e.close();
+});
+
+test('under O_DIRECT only allocBuffer memory is accepted', { skip }, async () => {
+  const e = open('foreign.img', 1 << 20);
+  const src = e.allocBuffer(4096);
+  src.fill(0x5a);
+  const w = io(e, Op.WRITE, 4096, 4096, src);
+  e.kick();
+  assert.equal(await w, 0);
+  const dst = Buffer.alloc(4096);
+  const r = io(e, Op.READ, 4096, 4096, dst);
+  e.kick();
+  if (e.direct) {
+    assert.equal(await r, Errno.EINVAL);
+  } else {
+    assert.equal(await r, 0);
+    assert.ok(dst.every((x) => x === 0x5a));
+  }
+  await e.close();
+});
+
+test('buffered mode (direct: false) takes any buffer', { skip }, async () => {
+  const e = UringEngine.open(path.join(dir, 'buffered.img'), { create: true, size: 1 << 20, direct: false });
+  e.onComplete = (req) => (req.ctx as (r: IoRequest) => void)(req);
+  assert.equal(e.direct, false);
+  assert.equal(e.blockSize, 1);
+  const src = Buffer.from('hello, unaligned world');
+  const w = io(e, Op.WRITE, 3, src.length, src);
+  e.kick();
+  assert.equal(await w, 0);
+  const dst = Buffer.alloc(src.length + 2);
+  const r = io(e, Op.READ, 2, dst.length, dst);
+  e.kick();
+  assert.equal(await r, 0);
+  assert.equal(dst.toString('latin1'), '\0hello, unaligned world\0');
+  await e.close();
+});
+
+test('flush completes and written data persists across reopen', { skip }, async () => {
+  const e = open('flush.img', 1 << 20);
+  const buf = e.allocBuffer(4096);
+  buf.fill(0xab);
+  const w = io(e, Op.WRITE, 8192, 4096, buf);
+  e.kick();
+  assert.equal(await w, 0);
+  const f = io(e, Op.FLUSH, 0, 0, null);
+  e.kick();
+  assert.equal(await f, 0);
+  await e.close();
+  const again = open('flush.img', 1 << 20);
+  const back = again.allocBuffer(4096);
+  const r = io(again, Op.READ, 8192, 4096, back);
+  again.kick();
+  assert.equal(await r, 0);
+  assert.ok(back.every((b) => b === 0xab));
+  await again.close();
+});
+
+test('trim and write_zeroes zero the range and keep the file size', { skip }, async () => {
+  const size = 1 << 20;
+  const e = open('discard.img', size);
+  const buf = e.allocBuffer(256 * 1024);
+  buf.fill(0xee);
+  const w = io(e, Op.WRITE, 0, buf.length, buf);
+  e.kick();
+  assert.equal(await w, 0);
+  const t = io(e, Op.TRIM, 64 * 1024, 64 * 1024, null);
+  const z = io(e, Op.WRITE_ZEROES, 192 * 1024, 4096, null);
+  e.kick();
+  assert.deepEqual([await t, await z], [0, 0]);
+  const back = e.allocBuffer(buf.length);
+  const r = io(e, Op.READ, 0, back.length, back);
+  e.kick();
+  assert.equal(await r, 0);
+  await e.close();
+  for (let i = 0; i < back.length; i++) {
+    const zeroed = (i >= 64 * 1024 && i < 128 * 1024) || (i >= 192 * 1024 && i < 196 * 1024);
+    if (back[i] !== (zeroed ? 0 : 0xee)) assert.fail(`byte ${i} is ${back[i]}`);
+  }
+  assert.equal(fs.statSync(path.join(dir, 'discard.img')).size, size);
+});
+
+test('allocBuffer is page aligned within its backing memory and reusable', { skip }, async () => {
+  const e = open('alloc.img', 1 << 20);
+  const a = e.allocBuffer(1000);
+  const b = e.allocBuffer(5000);
+  assert.equal(a.length, 1000);
+  assert.equal(a.byteOffset % 4096, 0);
+  assert.equal(b.byteOffset % 4096, 0);
+  e.releaseBuffer(b);
+  const c = e.allocBuffer(6000);
+  assert.equal(c.buffer, b.buffer);
+  assert.equal(c.byteOffset, b.byteOffset, 'same size class reuses the released buffer');
+  await e.close();
+});
