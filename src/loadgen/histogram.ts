@@ -59,6 +59,7 @@ export function summarize(h: Histogram): LatencySummary {
     p95: us(h.getValueAtPercentile(95)),
     p99: us(h.getValueAtPercentile(99)),
     p999: us(h.getValueAtPercentile(99.9)),
-    max: us(h.maxValue),
+    // The percentile form, not maxValue: it is what survives encoding and merging.
+    max: us(h.getValueAtPercentile(100)),
   };
 }
