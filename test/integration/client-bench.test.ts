@@ -1,0 +1,58 @@
+/**
+ * `reflex bench` as a user runs it (a child process), against the real
+ * server started in this process.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
+import { resolveConfig } from '../../src/control/config.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+let srv: RunningServer;
+let port: number;
+
+before(async () => {
+  srv = await startServer(resolveConfig({ memory: '64M', workers: 1, ports: [{ port: 0 }] }, 1));
+  port = srv.bindings[0].port;
+});
+after(async () => {
+  await srv.close();
+});
+
+function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, 'bench', '--port', String(port), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('closed loop for 1 s reports IOPS and latencies as JSON', async () => {
+  const r = await bench(['--conns', '2', '--qd', '8', '--duration', '1', '--warmup', '0.2', '--read-pct', '70', '--json', '--server-pid', String(process.pid)]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { config: { span: number; sectorSize: number }; results: Array<{ achievedIops: number; completed: number; errors: number; latencyUs: { p50: number; p99: number }; serverCpuSec: number }> };
+  assert.equal(out.config.span, 64 * 2 ** 20, 'span defaults to the volume size from HELLO');
+  assert.equal(out.results.length, 1);
+  const row = out.results[0];
+  assert.ok(row.achievedIops > 0);
+  assert.ok(row.completed > 0);
+  assert.equal(row.errors, 0);
+  assert.ok(row.latencyUs.p50 > 0 && row.latencyUs.p99 >= row.latencyUs.p50);
+  assert.ok(row.serverCpuSec > 0, 'the server (this process) used CPU in the window');
+});
+
+test('an open-loop sweep gives one row per rate, near the requested rate', async () => {
+  const r = await bench(['--sweep', '500,1000', '--duration', '1', '--warmup', '0.2', '--threads', '2', '--conns', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: Array<{ requestedIops: number; achievedIops: number }> };
+  assert.deepEqual(out.results.map((x) => x.requestedIops), [500, 1000]);
+  for (const row of out.results) assert.ok(Math.abs(row.achievedIops / row.requestedIops - 1) < 0.3, `achieved ${row.achievedIops} of ${row.requestedIops}`);
+});
+
+test('bad flags are usage errors', async () => {
+  const r = await bench(['--qd', 'lots']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--qd/);
+});
