@@ -17,6 +17,8 @@ const HELP = `usage: reflex serve [options]
   --workers N          data-plane threads (default: one per core)
   --sector-size N      protocol sector size in bytes (default 512)
   --engine E           auto | uring | fs (default auto)
+  --device-model FILE  calibrated device model (.devmodel or JSON; default: the
+                       original's sample model, config/sample.devmodel)
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -36,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
       'sector-size': { type: 'string' },
       engine: { type: 'string' },
       'no-qos': { type: 'boolean' },
+      'device-model': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -55,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['sector-size'] !== undefined) raw.sectorSize = intArg('--sector-size', values['sector-size']);
   if (values.engine !== undefined) raw.engine = values.engine;
   if (values['no-qos']) raw.qos = false;
+  if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {
     const port = intArg('--port', values.port);
     if (raw.ports === undefined) raw.ports = [{ port }];
@@ -66,6 +70,8 @@ export async function run(argv: string[]): Promise<number> {
   const d = config.device;
   const where = d.kind === 'file' ? d.path : `${d.kind} device`;
   console.log(`reflex: serving ${where} (${server.deviceSize} bytes, engine ${server.engineName}) with ${config.workers} worker(s)`);
+  if (server.tenants) console.log(`  QoS on: device rate ${Math.round(server.tenants.deviceRate()).toLocaleString('en-US')} tokens/s`);
+  else console.log('  QoS off');
   for (const b of server.bindings) {
     const obj = b.tenant.class === 'LC' ? ` LC ${b.tenant.iops} IOPS p95<=${b.tenant.p95Us}us read ${b.tenant.readPct}%` : ' BE';
     console.log(`  ${config.host}:${b.port} tenant ${b.tenant.name}${obj} volume [${b.volume.offset}, +${b.volume.size})`);

@@ -46,6 +46,8 @@ export interface ServerConfig {
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
   qos: boolean;
+  /** Device model file (.devmodel or JSON); null: the original's sample model. */
+  deviceModel: string | null;
 }
 
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
@@ -84,6 +86,7 @@ export interface RawConfig {
   maxOutstanding?: number;
   engine?: string;
   qos?: boolean;
+  deviceModel?: string;
   ports?: Array<{
     port: number;
     tenant?: string;
@@ -183,6 +186,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     ports,
     engine,
     qos: raw.qos ?? true,
+    deviceModel: raw.deviceModel !== undefined ? path.resolve(raw.deviceModel) : null,
   };
 }
 

@@ -33,6 +33,8 @@ class PassThroughGate implements Gate {
   }
 }
 
+const SCRATCH_BYTES = 1 << 20;
+
 /** Something with responses waiting to be written. */
 export interface Flushable {
   flush(): void;
@@ -50,6 +52,13 @@ export class DataPlane {
   readonly buffers: BufferPool;
   readonly counters: TenantCounters;
   gate: Gate = new PassThroughGate();
+  /**
+   * Serialization space for replies, shared by the worker's connections.
+   * A socket write that completes synchronously leaves the kernel with a copy,
+   * so the same memory serves the next flush; one that does not keeps a
+   * reference, and the plane takes fresh memory (`scratchTaken`).
+   */
+  scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   private roundQueued = false;
   private flushQueued = false;
   private dirty: Flushable[] = [];
@@ -109,6 +118,11 @@ export class DataPlane {
     const list = this.dirty;
     this.dirty = [];
     for (let i = 0; i < list.length; i++) list[i].flush();
+  }
+
+  /** The socket kept the scratch buffer: use new memory for the next flush. */
+  scratchTaken(): void {
+    this.scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   }
 
   /** Returns a finished request and its buffer to the pools. */

@@ -254,8 +254,11 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     const list = this.pending;
     if (list.length === 0 || this.closed) return;
     this.pending = [];
-    const out = Buffer.allocUnsafe(this.pendingBytes);
+    const total = this.pendingBytes;
     this.pendingBytes = 0;
+    const plane = this.plane;
+    const useScratch = total <= plane.scratch.length;
+    const out = useScratch ? plane.scratch : Buffer.allocUnsafe(total);
     let off = 0;
     for (let i = 0; i < list.length; i++) {
       const p = list[i];
@@ -265,9 +268,12 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
         p.data.copy(out, off, 0, p.dataLen);
         off += p.dataLen;
       }
-      if (p.req !== null) this.plane.release(p.req);
+      if (p.req !== null) plane.release(p.req);
     }
-    this.socket.write(out);
+    const before = this.socket.writableLength;
+    this.socket.write(useScratch ? out.subarray(0, total) : out);
+    // Not written through at once: the socket still refers to the scratch memory.
+    if (useScratch && this.socket.writableLength !== before) plane.scratchTaken();
     this.afterProgress();
   }
 

@@ -8,6 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { settleVolumes, type PortBinding, type ServerConfig } from '../control/config.ts';
+import { GlobalBucket } from '../qos/global-bucket.ts';
+import { loadDeviceModel, SAMPLE_MODEL_URL, TenantTable } from '../control/tenants.ts';
+import { ConfigError } from '../control/config.ts';
 import { TenantCounters } from './tenant-counters.ts';
 import type { WorkerCommand, WorkerInit, WorkerReply } from './worker-messages.ts';
 
@@ -20,6 +23,8 @@ export interface RunningServer {
   readonly fallbackReason: string | undefined;
   readonly counters: TenantCounters;
   readonly workers: Worker[];
+  /** Admission and rates; present when QoS is on. */
+  readonly tenants: TenantTable | null;
   close(timeoutMs?: number): Promise<void>;
 }
 
@@ -53,6 +58,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   let bindings = settleVolumes(config.ports, deviceSize, config.sectorSize);
   const countersSab = TenantCounters.allocate(bindings.length, config.workers);
   const memoryStore = config.device.kind === 'memory' ? new SharedArrayBuffer(config.device.size) : undefined;
+  const tenants = config.qos ? registerConfigTenants(config, bindings) : null;
+  const qos: WorkerInit['qos'] =
+    tenants === null
+      ? null
+      : {
+          bucket: GlobalBucket.create(config.workers).buffer,
+          readCost4k: tenants.model.readCost4k,
+          writeCost4k: tenants.model.writeCost4k,
+          tenants: bindings.map((b, i) => ({ kind: b.tenant.class, rate: tenants.rates().get(i) ?? 0 })),
+        };
   const workers: Worker[] = [];
   let engineName = '';
   let fallbackReason: string | undefined;
@@ -71,6 +86,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxRequestBytes: config.maxRequestBytes,
         maxOutstanding: config.maxOutstanding,
         countersSab,
+        qos,
       };
       const w = new Worker(WORKER_URL, { workerData: init, name: `reflex-dp-${index}` });
       workers.push(w);
@@ -110,6 +126,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     fallbackReason,
     counters: new TenantCounters(countersSab, bindings.length, config.workers, -1),
     workers,
+    tenants,
     close(timeoutMs = 5000) {
       closed ??= Promise.all(
         workers.map(
@@ -134,4 +151,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       return closed;
     },
   };
+}
+
+/** Admits every configured tenant through the one registration path; a refusal stops the start. */
+function registerConfigTenants(config: ServerConfig, bindings: PortBinding[]): TenantTable {
+  const table = new TenantTable(loadDeviceModel(config.deviceModel ?? SAMPLE_MODEL_URL));
+  bindings.forEach((b, i) => {
+    const answer = table.register(i, b.tenant);
+    if (!answer.admitted) throw new ConfigError(`tenant ${b.tenant.name} (port ${b.port}) refused: ${answer.reason}`);
+  });
+  return table;
 }

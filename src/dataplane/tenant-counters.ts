@@ -41,6 +41,11 @@ export class TenantCounters {
     this.cells[this.base + tenant * FIELD_COUNT + field] += value;
   }
 
+  /** This worker's own value. */
+  local(tenant: number, field: number): number {
+    return this.cells[this.base + tenant * FIELD_COUNT + field];
+  }
+
   /** Sum over all workers. */
   total(tenant: number, field: number): number {
     let sum = 0;

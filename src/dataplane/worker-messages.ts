@@ -13,9 +13,17 @@ export interface WorkerInit {
   maxRequestBytes: number;
   maxOutstanding: number;
   countersSab: SharedArrayBuffer;
+  /** QoS: null runs without a scheduler (`--no-qos`). */
+  qos: null | {
+    bucket: SharedArrayBuffer;
+    readCost4k: number;
+    writeCost4k: number;
+    /** Server-wide tokens/s and class per tenant (index = binding index). */
+    tenants: Array<{ kind: 'LC' | 'BE'; rate: number }>;
+  };
 }
 
-export type WorkerCommand = { type: 'drain'; timeoutMs: number };
+export type WorkerCommand = { type: 'drain'; timeoutMs: number } | { type: 'rates'; rates: number[] };
 
 export type WorkerReply =
   | { type: 'ready'; ports: number[]; engine: string; size: number; fallbackReason?: string }

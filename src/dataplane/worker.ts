@@ -9,8 +9,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { PortBinding } from '../control/config.ts';
 import { openEngine } from '../storage/open-engine.ts';
 import { DataPlane } from './data-plane.ts';
+import { QosGate } from './qos-gate.ts';
 import { ReflexConnection } from './reflex-connection.ts';
-import { TenantCounters } from './tenant-counters.ts';
+import { Field, TenantCounters } from './tenant-counters.ts';
 import type { WorkerInit, WorkerReply, WorkerCommand } from './worker-messages.ts';
 
 async function main(init: WorkerInit): Promise<void> {
@@ -18,6 +19,27 @@ async function main(init: WorkerInit): Promise<void> {
   const { engine, fallbackReason } = await openEngine(init.device, { memoryStore: init.memoryStore, engine: init.engine });
   const counters = new TenantCounters(init.countersSab, init.bindings.length, init.workerCount, init.workerIndex);
   const plane = new DataPlane(engine, counters);
+  let gate: QosGate | null = null;
+  const rebalance = (): void => {
+    gate?.rebalance(
+      (t) => counters.local(t, Field.CONNECTIONS),
+      (t) => counters.total(t, Field.CONNECTIONS),
+      init.workerCount,
+    );
+  };
+  if (init.qos !== null) {
+    gate = new QosGate({
+      cost: { readCost4k: init.qos.readCost4k, writeCost4k: init.qos.writeCost4k },
+      bucket: init.qos.bucket,
+      workerIndex: init.workerIndex,
+      tenants: init.qos.tenants,
+      nowMs: performance.now(),
+    });
+    plane.gate = gate;
+    rebalance();
+    // Other workers' connection counts change too: follow them.
+    setInterval(rebalance, 10).unref();
+  }
   const sockets = new Set<net.Socket>();
   let draining = false;
   const servers: net.Server[] = [];
@@ -33,9 +55,13 @@ async function main(init: WorkerInit): Promise<void> {
           sectorSize: init.sectorSize,
           maxRequestBytes: init.maxRequestBytes,
           maxOutstanding: init.maxOutstanding,
-          onClose: () => sockets.delete(socket),
+          onClose: () => {
+            sockets.delete(socket);
+            rebalance();
+          },
           isDraining: () => draining,
         });
+        rebalance();
       });
       server.once('error', reject);
       server.listen({ port: binding.port, host: init.host, reusePort: true, backlog: 4096 }, () => {
@@ -49,6 +75,11 @@ async function main(init: WorkerInit): Promise<void> {
   for (let i = 0; i < init.bindings.length; i++) ports.push(await listenOne(init.bindings[i], i));
 
   port.on('message', async (msg: WorkerCommand) => {
+    if (msg.type === 'rates') {
+      gate?.setRates(msg.rates);
+      rebalance();
+      return;
+    }
     if (msg.type === 'drain') {
       // Stop accepting, answer new requests with ESHUTDOWN, let in-flight ones finish.
       draining = true;
