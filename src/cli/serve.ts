@@ -19,6 +19,8 @@ const HELP = `usage: reflex serve [options]
   --engine E           auto | uring | fs (default auto)
   --device-model FILE  calibrated device model (.devmodel or JSON; default: the
                        original's sample model, config/sample.devmodel)
+  --nbd-port N         also serve the volumes over NBD (standard port: 10809);
+                       export names are tenant names
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -39,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
       engine: { type: 'string' },
       'no-qos': { type: 'boolean' },
       'device-model': { type: 'string' },
+      'nbd-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -58,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['sector-size'] !== undefined) raw.sectorSize = intArg('--sector-size', values['sector-size']);
   if (values.engine !== undefined) raw.engine = values.engine;
   if (values['no-qos']) raw.qos = false;
+  if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {
     const port = intArg('--port', values.port);
@@ -70,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
   const d = config.device;
   const where = d.kind === 'file' ? d.path : `${d.kind} device`;
   console.log(`reflex: serving ${where} (${server.deviceSize} bytes, engine ${server.engineName}) with ${config.workers} worker(s)`);
+  if (server.nbdPort !== null) console.log(`  NBD on ${config.host}:${server.nbdPort}, exports: ${server.bindings.map((b) => b.tenant.name).join(', ')}`);
   if (server.tenants) console.log(`  QoS on: device rate ${Math.round(server.tenants.deviceRate()).toLocaleString('en-US')} tokens/s`);
   else console.log('  QoS off');
   for (const b of server.bindings) {

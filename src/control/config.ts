@@ -46,6 +46,8 @@ export interface ServerConfig {
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
   qos: boolean;
+  /** NBD listener port; null: no NBD front end. Exports are the tenants' volumes, by tenant name. */
+  nbdPort: number | null;
   /** Device model file (.devmodel or JSON); null: the original's sample model. */
   deviceModel: string | null;
 }
@@ -87,6 +89,7 @@ export interface RawConfig {
   engine?: string;
   qos?: boolean;
   deviceModel?: string;
+  nbdPort?: number;
   ports?: Array<{
     port: number;
     tenant?: string;
@@ -186,8 +189,16 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     ports,
     engine,
     qos: raw.qos ?? true,
+    nbdPort: checkNbdPort(raw.nbdPort, seen),
     deviceModel: raw.deviceModel !== undefined ? path.resolve(raw.deviceModel) : null,
   };
+}
+
+function checkNbdPort(port: number | undefined, dataPorts: Set<number>): number | null {
+  if (port === undefined) return null;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`nbdPort: ${port} is not a TCP port`);
+  if (port !== 0 && dataPorts.has(port)) throw new ConfigError(`nbdPort: ${port} is also a data port`);
+  return port;
 }
 
 /** Fills in volume sizes (-1: the rest of the device) once the device size is known, and checks the ranges. */

@@ -19,6 +19,8 @@ export interface RunningServer {
   /** Port bindings with resolved port numbers and volume sizes. */
   readonly bindings: PortBinding[];
   readonly engineName: string;
+  /** The NBD front end's port, or null when it is off. */
+  readonly nbdPort: number | null;
   readonly deviceSize: number;
   readonly fallbackReason: string | undefined;
   readonly counters: TenantCounters;
@@ -70,6 +72,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         };
   const workers: Worker[] = [];
   let engineName = '';
+  let nbdPort = config.nbdPort;
   let fallbackReason: string | undefined;
 
   const spawn = (index: number): Promise<void> =>
@@ -87,6 +90,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxOutstanding: config.maxOutstanding,
         countersSab,
         qos,
+        nbdPort,
       };
       const w = new Worker(WORKER_URL, { workerData: init, name: `reflex-dp-${index}` });
       workers.push(w);
@@ -96,6 +100,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
           if (index === 0) {
             bindings = bindings.map((b, i) => ({ ...b, port: msg.ports[i] }));
             engineName = msg.engine;
+            nbdPort = msg.nbdPort;
             fallbackReason = msg.fallbackReason;
           }
           resolve();
@@ -122,6 +127,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       return bindings;
     },
     engineName,
+    get nbdPort() {
+      return nbdPort;
+    },
     deviceSize,
     fallbackReason,
     counters: new TenantCounters(countersSab, bindings.length, config.workers, -1),

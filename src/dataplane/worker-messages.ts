@@ -13,6 +13,8 @@ export interface WorkerInit {
   maxRequestBytes: number;
   maxOutstanding: number;
   countersSab: SharedArrayBuffer;
+  /** NBD listener port (resolved by worker 0 when 0), or null. */
+  nbdPort: number | null;
   /** QoS: null runs without a scheduler (`--no-qos`). */
   qos: null | {
     bucket: SharedArrayBuffer;
@@ -26,6 +28,6 @@ export interface WorkerInit {
 export type WorkerCommand = { type: 'drain'; timeoutMs: number } | { type: 'rates'; rates: number[] };
 
 export type WorkerReply =
-  | { type: 'ready'; ports: number[]; engine: string; size: number; fallbackReason?: string }
+  | { type: 'ready'; ports: number[]; nbdPort: number | null; engine: string; size: number; fallbackReason?: string }
   | { type: 'failed'; message: string }
   | { type: 'drained' };

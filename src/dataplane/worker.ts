@@ -12,7 +12,11 @@ import { DataPlane } from './data-plane.ts';
 import { QosGate } from './qos-gate.ts';
 import { ReflexConnection } from './reflex-connection.ts';
 import { Field, TenantCounters } from './tenant-counters.ts';
+import type { ExportedVolume } from './front-end.ts';
 import type { WorkerInit, WorkerReply, WorkerCommand } from './worker-messages.ts';
+
+/** NBD's default maximum payload: clients that never ask for block sizes may send this much. */
+const NBD_MAX_PAYLOAD = 32 << 20;
 
 async function main(init: WorkerInit): Promise<void> {
   const port = parentPort!;
@@ -74,6 +78,37 @@ async function main(init: WorkerInit): Promise<void> {
   const ports: number[] = [];
   for (let i = 0; i < init.bindings.length; i++) ports.push(await listenOne(init.bindings[i], i));
 
+  // The NBD front end: same plane, same tenants; the export name picks the volume.
+  let nbdPort: number | null = null;
+  if (init.nbdPort !== null) {
+    const { NbdConnection } = await import('../nbd/nbd-connection.ts');
+    const volumes = new Map<string, ExportedVolume>();
+    init.bindings.forEach((b, i) => volumes.set(b.tenant.name, { name: b.tenant.name, tenant: i, offset: b.volume.offset, size: b.volume.size }));
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket);
+      new NbdConnection(socket, {
+        plane,
+        volumes,
+        maxRequestBytes: NBD_MAX_PAYLOAD,
+        maxOutstanding: init.maxOutstanding,
+        isDraining: () => draining,
+        onClose: () => {
+          sockets.delete(socket);
+          rebalance();
+        },
+        onAttach: () => rebalance(),
+      });
+    });
+    nbdPort = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: init.nbdPort!, host: init.host, reusePort: true, backlog: 4096 }, () => {
+        server.off('error', reject);
+        servers.push(server);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
   port.on('message', async (msg: WorkerCommand) => {
     if (msg.type === 'rates') {
       gate?.setRates(msg.rates);
@@ -92,7 +127,7 @@ async function main(init: WorkerInit): Promise<void> {
       port.postMessage(reply);
     }
   });
-  const ready: WorkerReply = { type: 'ready', ports, engine: engine.name, size: engine.size, fallbackReason };
+  const ready: WorkerReply = { type: 'ready', ports, nbdPort, engine: engine.name, size: engine.size, fallbackReason };
   port.postMessage(ready);
 }
 

@@ -1,0 +1,30 @@
+import type { DataPlane } from './data-plane.ts';
+
+/** A volume as a front end sees it: a tenant's byte range of the device. */
+export interface ExportedVolume {
+  /** Export name (NBD) / tenant name. */
+  name: string;
+  /** Index of the tenant in the worker's tables (counters, scheduler). */
+  tenant: number;
+  /** Byte offset of the volume on the device. */
+  offset: number;
+  /** Size in bytes. */
+  size: number;
+}
+
+/** What every front end's connection needs from its worker. */
+export interface FrontEndContext {
+  plane: DataPlane;
+  /** Volumes this listener serves, by name. */
+  volumes: ReadonlyMap<string, ExportedVolume>;
+  /** Largest payload of one request, bytes. */
+  maxRequestBytes: number;
+  /** Requests one connection may have in flight before reading stops. */
+  maxOutstanding: number;
+  /** True while the server drains for shutdown. */
+  isDraining: () => boolean;
+  /** Called once when the connection is gone. */
+  onClose: () => void;
+  /** Called when the connection is bound to a tenant (after negotiation). */
+  onAttach: (tenant: number) => void;
+}
