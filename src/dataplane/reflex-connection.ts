@@ -200,7 +200,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       counters.add(t, Field.ERRORS, 1);
       this.push(statusOf(req.result), req.handleLo, req.handleHi, req.lbaLo, req.lbaHi, 0, null, 0, req);
     } else {
-      counters.add(t, Field.LATENCY_SUM_US, (performance.now() - req.startMs) * 1000);
+      counters.latency(t, (performance.now() - req.startMs) * 1000);
       if (req.op === Op.READ) {
         counters.add(t, Field.READ_OPS, 1);
         counters.add(t, Field.READ_BYTES, req.length);
