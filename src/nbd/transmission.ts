@@ -27,6 +27,12 @@
  *   parser never writes into it again, so the caller may keep it (the
  *   caller must not recycle fed chunks while it does).
  *
+ * Flow control: a handler may call `pause()` from inside a callback; the
+ * parser then stops at that request boundary and keeps the rest of the
+ * chunk (a view, not a copy) until `resume()`. Input fed while paused is
+ * queued behind it. This is what lets a connection hold its number of
+ * requests in flight to a limit even when one chunk carries thousands.
+ *
  * READ and WRITE longer than `maxPayload` are rejected with EOVERFLOW; a
  * rejected WRITE's payload is discarded as it arrives, so the stream stays
  * in step without buffering it. A wrong magic is fatal: nothing after it can
@@ -80,6 +86,9 @@ export class NbdRequestParser {
   private payload: Buffer | null = null;
   private payloadFill = 0;
   private discardLeft = 0;
+  private paused = false;
+  /** Input not parsed yet because the handler paused. */
+  private held: Buffer | null = null;
 
   constructor(handler: NbdRequestHandler, opts: NbdRequestParserOptions = {}) {
     this.handler = handler;
@@ -94,13 +103,40 @@ export class NbdRequestParser {
 
   /** True between requests: no partial header or payload held. */
   get idle(): boolean {
-    return this.state === HEADER && this.headerFill === 0;
+    return this.state === HEADER && this.headerFill === 0 && this.held === null;
+  }
+
+  /** True while the handler holds the parser (see `pause`). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Stop after the current request; the rest of the input waits for `resume`. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Continue with held input (calls the handler synchronously). */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const h = this.held;
+    this.held = null;
+    if (h !== null) this.feed(h);
   }
 
   feed(chunk: Buffer): void {
+    if (this.paused) {
+      this.held = this.held === null ? chunk : Buffer.concat([this.held, chunk]);
+      return;
+    }
     const end = chunk.length;
     let pos = 0;
     while (pos < end) {
+      if (this.paused) {
+        if (this.state !== FATAL) this.held = chunk.subarray(pos);
+        return;
+      }
       switch (this.state) {
         case HEADER: {
           if (this.headerFill === 0 && end - pos >= REQUEST_HEADER_SIZE) {

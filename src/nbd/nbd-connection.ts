@@ -1,0 +1,451 @@
+/**
+ * One NBD connection on a data-plane worker: handshake, then requests to the
+ * data plane and replies out in completion order.
+ *
+ *   new NbdConnection(socket, ctx: FrontEndContext)
+ *
+ * The pure pieces do the protocol (NbdHandshake, NbdRequestParser,
+ * validateRequest, reply writers); this class moves bytes and keeps the
+ * same promises as the native protocol's connection (reflex-connection.ts):
+ * - bounded memory: at most `ctx.maxOutstanding` requests in flight before
+ *   the parser and the socket pause, and no reading while more than
+ *   WRITE_HIGH_WATER bytes of replies wait in the socket;
+ * - replies of one event-loop turn go out in one socket write, serialized
+ *   into the plane's shared scratch memory when they fit;
+ * - it never throws on client input: bad bytes get an error reply or a
+ *   closed connection, and a connection that stalls in negotiation is cut.
+ *
+ * Reply forms: simple replies unless structured replies were negotiated;
+ * then READ is answered with one OFFSET_DATA chunk (DONE) and errors with an
+ * ERROR chunk, while other successes stay simple (the spec allows it, and
+ * every structured client accepts it).
+ *
+ * Shutdown: while the server drains, new requests are answered ESHUTDOWN;
+ * NBD_CMD_DISC, a half-close or a stream error end the connection once the
+ * replies in flight are written.
+ */
+import type { Socket } from 'node:net';
+import { Cmd, CmdFlag, NbdError, SIMPLE_REPLY_SIZE, STRUCTURED_HEADER_SIZE, ReplyFlag, ReplyType } from './constants.ts';
+import { NbdHandshake, type HandshakeAction } from './handshake.ts';
+import { maxPayloadOf, type NbdSession } from './export-info.ts';
+import { NbdRequestParser, type NbdRequest, type NbdRequestHandler } from './transmission.ts';
+import { validateRequest } from './validate.ts';
+import { nbdErrorFromResult } from './errno.ts';
+import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, writeStructuredHeader } from './replies.ts';
+import { VolumeExports } from './volume-exports.ts';
+import { Op, type OpCode } from '../storage/engine.ts';
+import { assert } from '../util/assert.ts';
+import type { ExportedVolume, FrontEndContext } from '../dataplane/front-end.ts';
+import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
+import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
+import { Field } from '../dataplane/tenant-counters.ts';
+
+/** Above this many bytes of unsent replies, stop reading the client. */
+const WRITE_HIGH_WATER = 4 << 20;
+/** A client gets this long to finish negotiation; then it is cut off. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** After we decide to close, a client that will not take its last replies is cut off. */
+const LINGER_MS = 5_000;
+/** Structured ERROR chunk without message: header + u32 error + u16 message length. */
+const ERROR_CHUNK_SIZE = STRUCTURED_HEADER_SIZE + 6;
+/** BLOCK_STATUS chunk with one extent: header + u32 context id + (u32 length, u32 flags). */
+const BLOCK_STATUS_ONE_SIZE = STRUCTURED_HEADER_SIZE + 12;
+
+/** A reply that did not go through the engine: an error, CACHE, BLOCK_STATUS, zero-length I/O. */
+interface Immediate {
+  type: number;
+  error: number;
+  cookieHi: number;
+  cookieLo: number;
+  /** BLOCK_STATUS: the extent's length. */
+  length: number;
+  /** BLOCK_STATUS: the context id. */
+  contextId: number;
+}
+
+// The export table depends only on the worker's volumes: build it once per map.
+const exportTables = new WeakMap<ReadonlyMap<string, ExportedVolume>, VolumeExports>();
+
+function exportsFor(ctx: FrontEndContext): VolumeExports {
+  let t = exportTables.get(ctx.volumes);
+  if (t === undefined) {
+    t = new VolumeExports(ctx.volumes, ctx.plane.engine.blockSize, ctx.maxRequestBytes);
+    exportTables.set(ctx.volumes, t);
+  }
+  return t;
+}
+
+export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable {
+  private readonly socket: Socket;
+  private readonly ctx: FrontEndContext;
+  private readonly plane: DataPlane;
+  private readonly exports: VolumeExports;
+  private handshake: NbdHandshake | null;
+  private parser: NbdRequestParser | null = null;
+  private session: NbdSession | null = null;
+  private volume: ExportedVolume | null = null;
+  private tenant = -1;
+  private structured = false;
+
+  /** Engine completions and immediate replies waiting for the next flush. */
+  private done: DpRequest[] = [];
+  private immediate: Immediate[] = [];
+  private pendingBytes = 0;
+  private outstanding = 0;
+  private readPaused = false;
+  private closed = false;
+  /** No more requests are read; the socket ends once every reply is out. */
+  private closing = false;
+  /** Why the connection ended early (protocol error), for tests and logs. */
+  closeReason: string | null = null;
+
+  constructor(socket: Socket, ctx: FrontEndContext) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.plane = ctx.plane;
+    this.exports = exportsFor(ctx);
+    const exports = this.exports;
+    this.handshake = new NbdHandshake({
+      exports: (name) => exports.lookup(name)?.info,
+      listExports: () => exports.list(),
+      tlsAvailable: false,
+    });
+    socket.setNoDelay(true);
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => this.fail('negotiation timed out'));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.maybeResume());
+    socket.on('error', () => this.teardown());
+    socket.on('close', () => this.teardown());
+    socket.on('end', () => {
+      // Half-close from the client: answer what is in flight, then close.
+      this.beginClose(null);
+    });
+    socket.write(this.handshake.greeting());
+  }
+
+  // ---- negotiation ---------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.parser !== null) {
+      this.parser.feed(chunk);
+      return;
+    }
+    const hs = this.handshake;
+    if (hs === null) return; // negotiation failed; the socket is ending
+    if (this.ctx.isDraining()) hs.shutdown();
+    let actions: HandshakeAction[];
+    try {
+      actions = hs.feed(chunk);
+    } catch (err) {
+      // An invariant broke in negotiation (e.g. an export the spec forbids): fail this client only.
+      this.fail(`negotiation error: ${(err as Error).message}`);
+      return;
+    }
+    for (const a of actions) {
+      switch (a.type) {
+        case 'send':
+          this.socket.write(a.data);
+          break;
+        case 'done':
+          this.startTransmission(a.session, a.rest);
+          break;
+        case 'close':
+          this.handshake = null;
+          this.fail(a.reason);
+          break;
+        case 'starttls':
+          // tlsAvailable is false, so the handshake never asks for it.
+          this.handshake = null;
+          this.fail('unexpected STARTTLS upgrade');
+          break;
+      }
+    }
+  }
+
+  private startTransmission(session: NbdSession, rest: Buffer): void {
+    const e = this.exports.lookup(session.export.name);
+    if (e === undefined) return this.fail(`export ${session.export.name} vanished`);
+    this.handshake = null;
+    this.session = session;
+    this.structured = session.structuredReplies;
+    this.volume = e.volume;
+    this.tenant = e.volume.tenant;
+    this.socket.setTimeout(0);
+    this.plane.counters.add(this.tenant, Field.CONNECTIONS, 1);
+    this.ctx.onAttach(this.tenant);
+    this.parser = new NbdRequestParser(this, { maxPayload: maxPayloadOf(session) });
+    if (rest.length > 0) this.parser.feed(rest);
+  }
+
+  // ---- requests ------------------------------------------------------------
+
+  onRequest(r: NbdRequest): void {
+    if (this.closing || this.closed) return;
+    const session = this.session!;
+    if (r.type === Cmd.DISC) {
+      // Replies in flight are still sent; nothing after DISC is read.
+      this.beginClose(null);
+      return;
+    }
+    if (this.ctx.isDraining()) return this.replyError(r, NbdError.ESHUTDOWN);
+    const err = validateRequest(r, session);
+    if (err !== NbdError.OK) return this.replyError(r, err);
+    switch (r.type) {
+      case Cmd.READ:
+        return r.length === 0 ? this.replyNow(r, 0) : this.issue(r, Op.READ);
+      case Cmd.WRITE:
+        return r.length === 0 ? this.replyNow(r, 0) : this.issue(r, Op.WRITE);
+      case Cmd.FLUSH:
+        return this.issue(r, Op.FLUSH);
+      case Cmd.TRIM:
+        return r.length === 0 ? this.replyNow(r, 0) : this.issue(r, Op.TRIM);
+      case Cmd.WRITE_ZEROES:
+        return r.length === 0 ? this.replyNow(r, 0) : this.issue(r, Op.WRITE_ZEROES);
+      case Cmd.CACHE:
+        return this.replyNow(r, 0);
+      case Cmd.BLOCK_STATUS:
+        // Every byte of a volume is backed by the device and reads what was
+        // last written: one extent, flags 0 (allocated data), is the truth.
+        return this.pushImmediate(Cmd.BLOCK_STATUS, 0, r.cookieHi, r.cookieLo, r.length, session.metaContexts[0].id);
+      default:
+        // validateRequest refuses every other command.
+        return this.replyError(r, NbdError.EINVAL);
+    }
+  }
+
+  onReject(r: NbdRequest, error: number): void {
+    if (this.closing || this.closed) return;
+    this.replyError(r, error);
+  }
+
+  onFatal(reason: string): void {
+    this.beginClose(reason);
+  }
+
+  private issue(r: NbdRequest, op: OpCode): void {
+    const plane = this.plane;
+    const req = plane.requests.get();
+    req.op = op;
+    req.offset = this.volume!.offset + r.offset;
+    req.length = op === Op.FLUSH ? 0 : r.length;
+    // FUA means something only on commands that write; on a FLUSH it is implied.
+    req.fua = (r.flags & CmdFlag.FUA) !== 0 && op !== Op.READ;
+    req.result = 0;
+    req.owner = this;
+    req.wireOp = r.type;
+    req.handleLo = r.cookieLo;
+    req.handleHi = r.cookieHi;
+    req.lbaLo = 0;
+    req.lbaHi = 0;
+    req.count = 0;
+    req.tenant = this.tenant;
+    req.startMs = performance.now();
+    if (op === Op.READ) {
+      req.buf = plane.buffers.get(r.length);
+    } else if (op === Op.WRITE) {
+      // Pool memory, not the socket chunk: engines need their own (aligned) buffers.
+      const buf = plane.buffers.get(r.length);
+      r.data!.copy(buf, 0, 0, r.length);
+      req.buf = buf;
+    } else {
+      req.buf = null;
+    }
+    this.outstanding++;
+    plane.submit(req);
+    if (this.outstanding >= this.ctx.maxOutstanding) this.pauseReading();
+  }
+
+  // ---- replies -------------------------------------------------------------
+
+  complete(req: DpRequest): void {
+    this.outstanding--;
+    if (this.closed) {
+      this.plane.release(req);
+      return;
+    }
+    const counters = this.plane.counters;
+    const t = req.tenant;
+    if (req.result < 0) {
+      counters.add(t, Field.ERRORS, 1);
+      this.pendingBytes += this.structured ? ERROR_CHUNK_SIZE : SIMPLE_REPLY_SIZE;
+    } else {
+      counters.add(t, Field.LATENCY_SUM_US, (performance.now() - req.startMs) * 1000);
+      if (req.op === Op.READ) {
+        counters.add(t, Field.READ_OPS, 1);
+        counters.add(t, Field.READ_BYTES, req.length);
+        this.pendingBytes += (this.structured ? OFFSET_DATA_HEADER_SIZE : SIMPLE_REPLY_SIZE) + req.length;
+      } else {
+        if (req.op === Op.WRITE) {
+          counters.add(t, Field.WRITE_OPS, 1);
+          counters.add(t, Field.WRITE_BYTES, req.length);
+        } else {
+          counters.add(t, Field.OTHER_OPS, 1);
+        }
+        this.pendingBytes += SIMPLE_REPLY_SIZE;
+      }
+    }
+    if (this.done.length === 0 && this.immediate.length === 0) this.plane.markDirty(this);
+    this.done.push(req);
+  }
+
+  private replyError(r: NbdRequest, error: number): void {
+    if (this.tenant >= 0) this.plane.counters.add(this.tenant, Field.ERRORS, 1);
+    this.pushImmediate(r.type, error, r.cookieHi, r.cookieLo, 0, 0);
+  }
+
+  /** Success without touching the engine (zero-length I/O, CACHE). */
+  private replyNow(r: NbdRequest, error: number): void {
+    this.pushImmediate(r.type, error, r.cookieHi, r.cookieLo, 0, 0);
+  }
+
+  private pushImmediate(type: number, error: number, cookieHi: number, cookieLo: number, length: number, contextId: number): void {
+    if (this.closed) return;
+    if (this.done.length === 0 && this.immediate.length === 0) this.plane.markDirty(this);
+    this.immediate.push({ type, error, cookieHi, cookieLo, length, contextId });
+    this.pendingBytes += this.immediateSize(type, error);
+  }
+
+  private immediateSize(type: number, error: number): number {
+    if (!this.structured) return SIMPLE_REPLY_SIZE;
+    if (error !== 0) return ERROR_CHUNK_SIZE;
+    if (type === Cmd.BLOCK_STATUS) return BLOCK_STATUS_ONE_SIZE;
+    // A zero-length READ ends with a NONE chunk: OFFSET_DATA may not be empty.
+    if (type === Cmd.READ) return STRUCTURED_HEADER_SIZE;
+    return SIMPLE_REPLY_SIZE;
+  }
+
+  /** Writes every waiting reply with one socket write. */
+  flush(): void {
+    if (this.closed) return;
+    const done = this.done;
+    const imm = this.immediate;
+    if (done.length === 0 && imm.length === 0) return;
+    this.done = [];
+    this.immediate = [];
+    const total = this.pendingBytes;
+    this.pendingBytes = 0;
+    const plane = this.plane;
+    const useScratch = total <= plane.scratch.length;
+    const out = useScratch ? plane.scratch : Buffer.allocUnsafe(total);
+    const volOffset = this.volume!.offset;
+    let at = 0;
+    for (let i = 0; i < done.length; i++) {
+      const req = done[i];
+      if (req.result < 0) {
+        at = this.writeError(out, at, nbdErrorFromResult(req.result), req.handleHi, req.handleLo);
+      } else if (req.op === Op.READ) {
+        if (this.structured) {
+          at = writeOffsetDataHeader(out, at, req.handleHi, req.handleLo, req.offset - volOffset, req.length, true);
+        } else {
+          at = writeSimpleReply(out, at, 0, req.handleHi, req.handleLo);
+        }
+        at += req.buf!.copy(out, at, 0, req.length);
+      } else {
+        at = writeSimpleReply(out, at, 0, req.handleHi, req.handleLo);
+      }
+      plane.release(req);
+    }
+    for (let i = 0; i < imm.length; i++) {
+      const m = imm[i];
+      if (m.error !== 0) {
+        at = this.writeError(out, at, m.error, m.cookieHi, m.cookieLo);
+      } else if (this.structured && m.type === Cmd.BLOCK_STATUS) {
+        at = writeStructuredHeader(out, at, ReplyFlag.DONE, ReplyType.BLOCK_STATUS, m.cookieHi, m.cookieLo, 12);
+        out.writeUInt32BE(m.contextId, at);
+        out.writeUInt32BE(m.length, at + 4);
+        out.writeUInt32BE(0, at + 8);
+        at += 12;
+      } else if (this.structured && m.type === Cmd.READ) {
+        at = writeStructuredHeader(out, at, ReplyFlag.DONE, ReplyType.NONE, m.cookieHi, m.cookieLo, 0);
+      } else {
+        at = writeSimpleReply(out, at, 0, m.cookieHi, m.cookieLo);
+      }
+    }
+    assert(at === total, 'NBD reply bytes differ from what was counted');
+    const before = this.socket.writableLength;
+    this.socket.write(useScratch ? out.subarray(0, total) : out);
+    // Not written through at once: the socket still refers to the scratch memory.
+    if (useScratch && this.socket.writableLength !== before) plane.scratchTaken();
+    this.afterProgress();
+  }
+
+  private writeError(out: Buffer, at: number, error: number, cookieHi: number, cookieLo: number): number {
+    if (!this.structured) return writeSimpleReply(out, at, error, cookieHi, cookieLo);
+    const p = writeStructuredHeader(out, at, ReplyFlag.DONE, ReplyType.ERROR, cookieHi, cookieLo, 6);
+    out.writeUInt32BE(error, p);
+    out.writeUInt16BE(0, p + 4);
+    return p + 6;
+  }
+
+  // ---- flow control and teardown --------------------------------------------
+
+  private afterProgress(): void {
+    if (this.closing) {
+      this.maybeEnd();
+      return;
+    }
+    this.maybeResume();
+  }
+
+  private pauseReading(): void {
+    this.parser?.pause();
+    if (!this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private maybeResume(): void {
+    if (this.closed || this.closing) return;
+    if (this.socket.writableLength > WRITE_HIGH_WATER) {
+      this.pauseReading();
+      return;
+    }
+    if (!this.readPaused) return;
+    if (this.outstanding > this.ctx.maxOutstanding / 2) return;
+    this.readPaused = false;
+    // Held input first: it may fill the window again and pause once more.
+    this.parser?.resume();
+    if (!this.readPaused) this.socket.resume();
+  }
+
+  /** Stop reading; end the socket once every reply is written. `reason` marks a protocol error. */
+  private beginClose(reason: string | null): void {
+    if (this.closed) return;
+    if (reason !== null && this.closeReason === null) this.closeReason = reason;
+    if (!this.closing) {
+      this.closing = true;
+      this.parser?.pause();
+      this.socket.pause();
+      // A client that never reads its last replies must not hold us forever.
+      setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+    }
+    this.maybeEnd();
+  }
+
+  private maybeEnd(): void {
+    if (this.closed) return;
+    if (this.outstanding === 0 && this.done.length === 0 && this.immediate.length === 0) this.socket.end();
+  }
+
+  /** Negotiation failed: whatever was queued for the client is written, then the socket ends. */
+  private fail(reason: string): void {
+    this.handshake = null;
+    this.beginClose(reason);
+  }
+
+  private teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing = true;
+    for (const req of this.done) this.plane.release(req);
+    this.done = [];
+    this.immediate = [];
+    this.pendingBytes = 0;
+    if (this.tenant >= 0) this.plane.counters.add(this.tenant, Field.CONNECTIONS, -1);
+    // In-flight requests still complete; `complete` releases them once closed.
+    this.socket.destroy();
+    this.ctx.onClose();
+  }
+}
