@@ -274,6 +274,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
    * signals it again, so none is stranded. */
   ssize_t rd = read(u->efd, &counter, sizeof counter);
   (void)rd;
+  ring_run_deferred(&u->ring);
   napi_env env = u->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -293,7 +294,8 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       napi_fatal_exception(env, err);
       break;
     }
-    if (n < u->comp_cap) break; /* drained; a new CQE re-arms the eventfd */
+    if (n < u->comp_cap) break; /* drained; new completion work re-arms the eventfd */
+    ring_run_deferred(&u->ring);
   }
   napi_close_handle_scope(env, scope);
 }

