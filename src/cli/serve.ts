@@ -21,6 +21,14 @@ const HELP = `usage: reflex serve [options]
                        original's sample model, config/sample.devmodel)
   --nbd-port N         also serve the volumes over NBD (standard port: 10809);
                        export names are tenant names
+  --attach-port N      data port without a tenant: clients HELLO, then ATTACH
+                       with a tenant credential (HMAC challenge-response)
+  --admin-port N       admin API, metrics and status page (HTTP; suggested 7070)
+  --admin-token T      admin bearer token (default: <data-dir>/admin.token, created)
+  --tls-cert FILE      PEM certificate: TLS on data and admin ports
+  --tls-key FILE       PEM private key for --tls-cert
+  --no-persist         keep tenants and volumes in memory only (default: in
+                       <data-dir>/registry.db)
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -42,6 +50,12 @@ export async function run(argv: string[]): Promise<number> {
       'no-qos': { type: 'boolean' },
       'device-model': { type: 'string' },
       'nbd-port': { type: 'string' },
+      'attach-port': { type: 'string' },
+      'admin-port': { type: 'string' },
+      'admin-token': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'no-persist': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -61,6 +75,12 @@ export async function run(argv: string[]): Promise<number> {
   if (values['sector-size'] !== undefined) raw.sectorSize = intArg('--sector-size', values['sector-size']);
   if (values.engine !== undefined) raw.engine = values.engine;
   if (values['no-qos']) raw.qos = false;
+  if (values['attach-port'] !== undefined) raw.attachPort = intArg('--attach-port', values['attach-port']);
+  if (values['admin-port'] !== undefined) raw.adminPort = intArg('--admin-port', values['admin-port']);
+  if (values['admin-token'] !== undefined) raw.adminToken = values['admin-token'];
+  if (values['tls-cert'] !== undefined) raw.tlsCert = values['tls-cert'];
+  if (values['tls-key'] !== undefined) raw.tlsKey = values['tls-key'];
+  raw.persist = raw.persist ?? !values['no-persist'];
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {
@@ -71,16 +91,25 @@ export async function run(argv: string[]): Promise<number> {
   const config = resolveConfig(raw, os.availableParallelism());
   const server = await startServer(config);
   if (server.fallbackReason) console.warn(`warning: io_uring engine unavailable (${server.fallbackReason}); using Node's fs engine`);
-  const d = config.device;
-  const where = d.kind === 'file' ? d.path : `${d.kind} device`;
-  console.log(`reflex: serving ${where} (${server.deviceSize} bytes, engine ${server.engineName}) with ${config.workers} worker(s)`);
-  if (server.nbdPort !== null) console.log(`  NBD on ${config.host}:${server.nbdPort}, exports: ${server.bindings.map((b) => b.tenant.name).join(', ')}`);
-  if (server.tenants) console.log(`  QoS on: device rate ${Math.round(server.tenants.deviceRate()).toLocaleString('en-US')} tokens/s`);
-  else console.log('  QoS off');
-  for (const b of server.bindings) {
-    const obj = b.tenant.class === 'LC' ? ` LC ${b.tenant.iops} IOPS p95<=${b.tenant.p95Us}us read ${b.tenant.readPct}%` : ' BE';
-    console.log(`  ${config.host}:${b.port} tenant ${b.tenant.name}${obj} volume [${b.volume.offset}, +${b.volume.size})`);
+  config.devices.forEach((d, i) => {
+    const where = d.spec.kind === 'file' ? d.spec.path : `${d.spec.kind} device`;
+    const table = server.control.registry.table(d.name);
+    const qos = config.qos ? `QoS on, device rate ${Math.round(table.deviceRate()).toLocaleString('en-US')} tokens/s` : 'QoS off';
+    console.log(`reflex: device ${d.name}: ${where} (${server.control.registry.devices.get(d.name)!.size} bytes, engine ${server.engines[i]}), ${qos}`);
+  });
+  console.log(`reflex: ${config.workers} data-plane worker(s)`);
+  for (const p of server.control.registry.ports.values()) {
+    const t = server.control.registry.tenants.get(p.tenant)!.spec;
+    const v = server.control.registry.volumes.get(p.volume)!;
+    const obj = t.class === 'LC' ? ` LC ${t.iops} IOPS p95<=${t.p95Us}us read ${t.readPct}%` : ' BE';
+    console.log(`  ${config.host}:${p.port} tenant ${t.name}${obj} volume ${v.name} [${v.offset}, +${v.size})`);
   }
+  if (server.attachPort !== null) console.log(`  ${config.host}:${server.attachPort} attach port (HELLO + ATTACH with a tenant credential)`);
+  if (server.nbdPort !== null) console.log(`  ${config.host}:${server.nbdPort} NBD, exports: ${[...server.control.registry.volumes.keys()].join(', ')}`);
+  if (server.adminPort !== null) {
+    console.log(`  admin API and status page: http${config.tls ? 's' : ''}://${config.host}:${server.adminPort}/ (token in ${config.dataDir}/admin.token)`);
+  }
+  for (const p of server.restoreProblems) console.warn(`warning: not restored: ${p}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       console.log(`reflex: ${sig}, draining`);

@@ -28,14 +28,24 @@ export interface TenantSpec {
 
 export interface PortBinding {
   port: number;
+  /** Device name the tenant and its volume live on. */
+  device: string;
   tenant: TenantSpec;
   /** The volume this port's connections reach: a byte range of the device. */
   volume: { offset: number; size: number };
 }
 
+export interface NamedDevice {
+  name: string;
+  spec: DeviceSpec;
+  /** Device model file (.devmodel or JSON); null: the original's sample model. */
+  deviceModel: string | null;
+}
+
 export interface ServerConfig {
   dataDir: string;
-  device: DeviceSpec;
+  /** One or more devices; each has its own engine, device model and token budget. */
+  devices: NamedDevice[];
   host: string;
   workers: number;
   sectorSize: number;
@@ -46,10 +56,18 @@ export interface ServerConfig {
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
   qos: boolean;
-  /** NBD listener port; null: no NBD front end. Exports are the tenants' volumes, by tenant name. */
+  /** NBD listener port; null: no NBD front end. Exports are volumes, by name. */
   nbdPort: number | null;
-  /** Device model file (.devmodel or JSON); null: the original's sample model. */
-  deviceModel: string | null;
+  /** Data port with no tenant of its own: connections must HELLO and ATTACH. */
+  attachPort: number | null;
+  /** Admin API port (HTTP; HTTPS with tls); null: no admin API. */
+  adminPort: number | null;
+  /** Admin bearer token; null: read or create <dataDir>/admin.token. */
+  adminToken: string | null;
+  /** Keep tenants, volumes and credentials in <dataDir>/registry.db. */
+  persist: boolean;
+  /** PEM files: TLS on data, NBD-less data and admin ports when given. */
+  tls: { cert: string; key: string } | null;
 }
 
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
@@ -90,8 +108,23 @@ export interface RawConfig {
   qos?: boolean;
   deviceModel?: string;
   nbdPort?: number;
+  attachPort?: number;
+  adminPort?: number;
+  adminToken?: string;
+  persist?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  devices?: Array<{
+    name: string;
+    device?: string;
+    deviceSize?: string | number;
+    memory?: string | number;
+    null?: string | number;
+    deviceModel?: string;
+  }>;
   ports?: Array<{
     port: number;
+    device?: string;
     tenant?: string;
     class?: string;
     iops?: number;
@@ -121,22 +154,19 @@ export function readConfigFile(file: string): RawConfig {
 /** Turns raw settings (file merged with flags) into a checked config. */
 export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   const dataDir = path.resolve(raw.dataDir ?? 'data');
-  const given = [raw.device !== undefined, raw.memory !== undefined, raw.null !== undefined].filter(Boolean).length;
-  if (given > 1) throw new ConfigError('give at most one of device, memory, null');
-  let device: DeviceSpec;
-  if (raw.memory !== undefined) device = { kind: 'memory', size: parseSize(raw.memory, 'memory') };
-  else if (raw.null !== undefined) device = { kind: 'null', size: parseSize(raw.null, 'null') };
-  else if (raw.device !== undefined) {
-    device = { kind: 'file', path: path.resolve(raw.device) };
-    if (raw.deviceSize !== undefined) device.size = parseSize(raw.deviceSize, 'deviceSize');
+  const devices: NamedDevice[] = [];
+  if (raw.devices !== undefined) {
+    if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError('devices: give a non-empty list');
+    if (raw.device !== undefined || raw.memory !== undefined || raw.null !== undefined) {
+      throw new ConfigError('give the device either with devices[] or with device/memory/null, not both');
+    }
+    raw.devices.forEach((d, i) => {
+      if (typeof d.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(d.name)) throw new ConfigError(`devices[${i}].name: "${d.name}" is not a name`);
+      if (devices.some((x) => x.name === d.name)) throw new ConfigError(`devices[${i}].name: ${d.name} appears twice`);
+      devices.push({ name: d.name, spec: deviceSpec(d, dataDir, `devices[${i}]`, d.name), deviceModel: d.deviceModel !== undefined ? path.resolve(d.deviceModel) : null });
+    });
   } else {
-    // The embedded default: a sparse file in the data directory.
-    device = {
-      kind: 'file',
-      path: path.join(dataDir, 'reflex.img'),
-      size: raw.deviceSize !== undefined ? parseSize(raw.deviceSize, 'deviceSize') : DEFAULT_FILE_SIZE,
-      create: true,
-    };
+    devices.push({ name: 'default', spec: deviceSpec(raw, dataDir, 'device', 'reflex'), deviceModel: raw.deviceModel !== undefined ? path.resolve(raw.deviceModel) : null });
   }
   const sectorSize = raw.sectorSize ?? DEFAULT_SECTOR_SIZE;
   if (!Number.isInteger(sectorSize) || sectorSize < 512 || sectorSize > 65536 || (sectorSize & (sectorSize - 1)) !== 0) {
@@ -163,7 +193,9 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     seen.add(p.port);
     const cls = (p.class ?? 'BE').toUpperCase();
     if (cls !== 'LC' && cls !== 'BE') throw new ConfigError(`${where}.class: "${p.class}" must be LC or BE`);
-    const tenant: TenantSpec = { name: p.tenant ?? `port-${p.port}`, class: cls };
+    const device = p.device ?? devices[0].name;
+    if (!devices.some((d) => d.name === device)) throw new ConfigError(`${where}.device: no device named ${device}`);
+    const tenant: TenantSpec = { name: p.tenant ?? (p.port === 0 ? `tenant-${i}` : `port-${p.port}`), class: cls };
     if (cls === 'LC') {
       if (!(typeof p.iops === 'number' && p.iops > 0)) throw new ConfigError(`${where}.iops: an LC tenant needs an IOPS objective > 0`);
       if (!(typeof p.p95Us === 'number' && p.p95Us > 0)) throw new ConfigError(`${where}.p95Us: an LC tenant needs a p95 latency objective > 0`);
@@ -176,11 +208,12 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     if (offset % sectorSize !== 0 || (size > 0 && size % sectorSize !== 0)) {
       throw new ConfigError(`${where}: volume offset and size must be multiples of the sector size ${sectorSize}`);
     }
-    return { port: p.port, tenant, volume: { offset, size } };
+    return { port: p.port, device, tenant, volume: { offset, size: p.volumeOffset === undefined && size < 0 ? AUTO_SPLIT : size } };
   });
+  const tls = raw.tlsCert !== undefined || raw.tlsKey !== undefined ? { cert: path.resolve(req(raw.tlsCert, 'tlsCert')), key: path.resolve(req(raw.tlsKey, 'tlsKey')) } : null;
   return {
     dataDir,
-    device,
+    devices,
     host: raw.host ?? '127.0.0.1',
     workers,
     sectorSize,
@@ -189,21 +222,67 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     ports,
     engine,
     qos: raw.qos ?? true,
-    nbdPort: checkNbdPort(raw.nbdPort, seen),
-    deviceModel: raw.deviceModel !== undefined ? path.resolve(raw.deviceModel) : null,
+    nbdPort: checkExtraPort('nbdPort', raw.nbdPort, seen),
+    attachPort: checkExtraPort('attachPort', raw.attachPort, seen),
+    adminPort: checkExtraPort('adminPort', raw.adminPort, seen),
+    adminToken: raw.adminToken ?? null,
+    persist: raw.persist ?? false,
+    tls,
   };
 }
 
-function checkNbdPort(port: number | undefined, dataPorts: Set<number>): number | null {
+function checkExtraPort(what: string, port: number | undefined, taken: Set<number>): number | null {
   if (port === undefined) return null;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`nbdPort: ${port} is not a TCP port`);
-  if (port !== 0 && dataPorts.has(port)) throw new ConfigError(`nbdPort: ${port} is also a data port`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`${what}: ${port} is not a TCP port`);
+  if (port !== 0 && taken.has(port)) throw new ConfigError(`${what}: port ${port} is used twice`);
+  taken.add(port);
   return port;
 }
 
-/** Fills in volume sizes (-1: the rest of the device) once the device size is known, and checks the ranges. */
-export function settleVolumes(ports: PortBinding[], deviceSize: number, sectorSize: number): PortBinding[] {
+function req(v: string | undefined, what: string): string {
+  if (v === undefined) throw new ConfigError(`${what}: TLS needs both tlsCert and tlsKey`);
+  return v;
+}
+
+/** One device's spec from its raw fields; the embedded default is a sparse file in the data directory. */
+function deviceSpec(
+  d: { device?: string; deviceSize?: string | number; memory?: string | number; null?: string | number },
+  dataDir: string,
+  where: string,
+  fileName: string,
+): DeviceSpec {
+  const given = [d.device !== undefined, d.memory !== undefined, d.null !== undefined].filter(Boolean).length;
+  if (given > 1) throw new ConfigError(`${where}: give at most one of device, memory, null`);
+  if (d.memory !== undefined) return { kind: 'memory', size: parseSize(d.memory, `${where}.memory`) };
+  if (d.null !== undefined) return { kind: 'null', size: parseSize(d.null, `${where}.null`) };
+  if (d.device !== undefined) {
+    const spec: DeviceSpec = { kind: 'file', path: path.resolve(d.device) };
+    if (d.deviceSize !== undefined) spec.size = parseSize(d.deviceSize, `${where}.deviceSize`);
+    return spec;
+  }
+  return {
+    kind: 'file',
+    path: path.join(dataDir, `${fileName}.img`),
+    size: d.deviceSize !== undefined ? parseSize(d.deviceSize, `${where}.deviceSize`) : DEFAULT_FILE_SIZE,
+    create: true,
+  };
+}
+
+/** Marks a port that gave no volume range: it gets an equal share of its device. */
+export const AUTO_SPLIT = -2;
+
+/**
+ * Fills in volume ranges once the device size is known, and checks them.
+ * Ports that name no range split their device in equal parts, in config
+ * order, so tenants are isolated by default (the original let every port
+ * reach the whole device); -1 means "from the offset to the end".
+ */
+export function settleVolumes(ports: PortBinding[], deviceSize: number, sectorSize: number, shareCount = 1, shareIndex = 0): PortBinding[] {
   return ports.map((p) => {
+    if (p.volume.size === AUTO_SPLIT) {
+      const part = Math.floor(deviceSize / shareCount / sectorSize) * sectorSize;
+      return { ...p, volume: { offset: part * shareIndex, size: part } };
+    }
     const size = p.volume.size < 0 ? deviceSize - p.volume.offset : p.volume.size;
     if (size <= 0 || p.volume.offset + size > deviceSize) {
       throw new ConfigError(`port ${p.port}: volume [${p.volume.offset}, +${p.volume.size}) does not fit the ${deviceSize}-byte device`);

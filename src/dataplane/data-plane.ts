@@ -81,6 +81,13 @@ export class DataPlane {
     };
   }
 
+  /** A request object from this plane's pool, tied to this plane for its release. */
+  newRequest(): DpRequest {
+    const r = this.requests.get();
+    r.plane = this;
+    return r;
+  }
+
   submit(req: DpRequest): void {
     this.gate.enqueue(req);
     this.scheduleRound();

@@ -10,10 +10,13 @@ export interface ExportedVolume {
   offset: number;
   /** Size in bytes. */
   size: number;
+  /** The plane (device) serving this volume: submit its requests here. */
+  plane: DataPlane;
 }
 
 /** What every front end's connection needs from its worker. */
 export interface FrontEndContext {
+  /** Plane for replies before an export is chosen; requests go to the export's `plane`. */
   plane: DataPlane;
   /** Volumes this listener serves, by name. */
   volumes: ReadonlyMap<string, ExportedVolume>;

@@ -8,7 +8,9 @@
  * read its responses stops being read too once the socket's write buffer
  * passes its high-water mark.
  */
+import crypto from 'node:crypto';
 import type { Socket } from 'node:net';
+import { decodeAttach, NONCE_BYTES, verifyAttach } from '../protocol/attach.ts';
 import { FrameParser, lbaNumber, requestPayload, writeHeader, encodeHelloInfo, FLAG_FUA, OPCODE_MASK, ParseError, HELLO_REPLY_SIZE, type Frame, type FrameSink, type ParseErrorCode } from '../protocol/reflex-codec.ts';
 import { Cmd, Feature, HEADER_SIZE, PROTOCOL_VERSION, Status } from '../protocol/reflex-constants.ts';
 import { Errno, Op, type OpCode } from '../storage/engine.ts';
@@ -17,26 +19,43 @@ import type { DpRequest, RequestOwner } from './request.ts';
 import { Field } from './tenant-counters.ts';
 
 export interface Volume {
+  /** Volume name (what ATTACH and NBD call it). */
+  name: string;
   /** Byte offset of the volume on the device. */
   offset: number;
   /** Size in bytes (a multiple of the sector size). */
   size: number;
 }
 
-export interface ConnectionContext {
-  plane: DataPlane;
+/** What a connection is allowed to reach: a tenant, one of its volumes, the device's plane. */
+export interface Binding {
   tenant: number;
   volume: Volume;
+  plane: DataPlane;
+}
+
+export interface ConnectionContext {
+  /** The port's tenant and volume (v1 compatibility), or null: ATTACH first. */
+  binding: Binding | null;
+  /** Plane used for replies before any binding (HELLO, errors). */
+  home: DataPlane;
   sectorSize: number;
   maxRequestBytes: number;
   maxOutstanding: number;
+  /** Looks up a tenant's volume and the tenant's secret for ATTACH; null when either is unknown. */
+  lookup: (tenant: string, volume: string) => { binding: Binding; secret: string } | null;
+  /** Called when the connection's binding changes (null: gone). */
+  onBind?: (conn: ReflexConnection, binding: Binding | null) => void;
   /** Called once when the connection is gone. */
   onClose?: () => void;
   /** True while the server drains for shutdown: new requests get ESHUTDOWN. */
   isDraining?: () => boolean;
 }
 
-const FEATURES = Feature.FLUSH | Feature.TRIM | Feature.WRITE_ZEROES | Feature.ERRORS | Feature.FUA;
+const FEATURES = Feature.FLUSH | Feature.TRIM | Feature.WRITE_ZEROES | Feature.ERRORS | Feature.FUA | Feature.ATTACH;
+/** Failed ATTACH attempts before the connection is closed. */
+const MAX_ATTACH_FAILURES = 3;
+const NO_TENANT = 0xffffffff;
 /** Above this many bytes of unsent replies, stop reading the client. */
 const WRITE_HIGH_WATER = 4 << 20;
 
@@ -56,9 +75,12 @@ interface Pending {
 export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private readonly socket: Socket;
   private readonly ctx: ConnectionContext;
-  private readonly plane: DataPlane;
+  private plane: DataPlane;
+  private binding: Binding | null;
   private readonly parser: FrameParser;
-  private readonly volSectors: number;
+  private volSectors: number;
+  private nonce: Buffer | null = null;
+  private attachFailures = 0;
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
@@ -69,8 +91,9 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   constructor(socket: Socket, ctx: ConnectionContext) {
     this.socket = socket;
     this.ctx = ctx;
-    this.plane = ctx.plane;
-    this.volSectors = Math.floor(ctx.volume.size / ctx.sectorSize);
+    this.binding = ctx.binding;
+    this.plane = ctx.binding?.plane ?? ctx.home;
+    this.volSectors = ctx.binding ? Math.floor(ctx.binding.volume.size / ctx.sectorSize) : 0;
     this.parser = new FrameParser({ sectorSize: ctx.sectorSize, maxPayload: ctx.maxRequestBytes, rule: requestPayload });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
@@ -82,7 +105,19 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       this.closeAfterFlush = true;
       if (this.outstanding === 0 && this.pending.length === 0) socket.end();
     });
-    this.plane.counters.add(ctx.tenant, Field.CONNECTIONS, 1);
+    if (this.binding) {
+      this.plane.counters.add(this.binding.tenant, Field.CONNECTIONS, 1);
+      ctx.onBind?.(this, this.binding);
+    }
+  }
+
+  get boundTo(): Binding | null {
+    return this.binding;
+  }
+
+  /** The control plane took this connection's tenant or volume away. */
+  revoke(): void {
+    this.teardown();
   }
 
   // ---- inbound -------------------------------------------------------------
@@ -99,6 +134,19 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       this.replyError(f, Status.ESHUTDOWN);
       return true;
     }
+    if (op === Cmd.HELLO) {
+      this.replyHello(f);
+      return true;
+    }
+    if (op === Cmd.ATTACH) {
+      this.attach(f);
+      return true;
+    }
+    if (this.binding === null) {
+      // Nothing is reachable before ATTACH on a port without a tenant.
+      this.replyError(f, Status.EPERM);
+      return true;
+    }
     switch (op) {
       case Cmd.GET:
         return this.rw(f, Op.READ);
@@ -113,12 +161,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
         if (lba < 0) return true;
         return this.issue(f, op === Cmd.TRIM ? Op.TRIM : Op.WRITE_ZEROES, lba * this.ctx.sectorSize, f.count * this.ctx.sectorSize);
       }
-      case Cmd.HELLO:
-        this.replyHello(f);
-        return true;
       default:
-        // ATTACH and anything unknown: not offered on this connection.
-        this.replyError(f, op === Cmd.ATTACH ? Status.ENOTSUP : Status.EINVAL);
+        this.replyError(f, Status.EINVAL);
         return true;
     }
   }
@@ -157,9 +201,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   private issue(f: Frame, op: OpCode, offset: number, length: number): boolean {
     const plane = this.plane;
-    const req = plane.requests.get();
+    const binding = this.binding!;
+    const req = plane.newRequest();
     req.op = op;
-    req.offset = this.ctx.volume.offset + offset;
+    req.offset = binding.volume.offset + offset;
     req.length = length;
     req.fua = (f.opcode & FLAG_FUA) !== 0;
     req.result = 0;
@@ -170,7 +215,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     req.lbaLo = f.lbaLo;
     req.lbaHi = f.lbaHi;
     req.count = f.count;
-    req.tenant = this.ctx.tenant;
+    req.tenant = binding.tenant;
     req.startMs = performance.now();
     if (op === Op.READ) {
       req.buf = plane.buffers.get(length);
@@ -209,7 +254,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
         counters.add(t, Field.WRITE_OPS, 1);
         counters.add(t, Field.WRITE_BYTES, req.length);
         if (req.wireOp === Cmd.SET_NO_ACK) {
-          this.plane.release(req);
+          req.plane!.release(req);
           this.afterProgress();
           return;
         }
@@ -223,7 +268,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   private push(opcode: number, hLo: number, hHi: number, lLo: number, lHi: number, count: number, data: Buffer | null, dataLen: number, req: DpRequest | null): void {
     if (this.closed) {
-      if (req !== null) this.plane.release(req);
+      if (req !== null) req.plane!.release(req);
       return;
     }
     if (this.pending.length === 0) this.plane.markDirty(this);
@@ -232,21 +277,64 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   }
 
   private replyError(f: Frame, status: number): void {
-    this.plane.counters.add(this.ctx.tenant, Field.ERRORS, 1);
+    if (this.binding !== null) this.plane.counters.add(this.binding.tenant, Field.ERRORS, 1);
     this.push(status, f.handleLo, f.handleHi, f.lbaLo, f.lbaHi, 0, null, 0, null);
   }
 
-  private replyHello(f: Frame): void {
-    const info = encodeHelloInfo({
+  private helloInfo(nonce: Buffer | undefined): Buffer {
+    const b = this.binding;
+    return encodeHelloInfo({
       version: PROTOCOL_VERSION,
       sectorSize: this.ctx.sectorSize,
-      volumeSize: this.ctx.volume.size,
+      volumeSize: b ? b.volume.size : 0,
       maxRequestBytes: this.ctx.maxRequestBytes,
       features: FEATURES,
       maxOutstanding: this.ctx.maxOutstanding,
-      tenantId: this.ctx.tenant,
+      tenantId: b ? b.tenant : NO_TENANT,
+      nonce,
     });
-    this.push(Cmd.HELLO, f.handleLo, f.handleHi, 0, 0, HELLO_REPLY_SIZE, info, HELLO_REPLY_SIZE, null);
+  }
+
+  private replyHello(f: Frame): void {
+    // A fresh challenge each time: one ATTACH attempt per nonce.
+    this.nonce = crypto.randomBytes(NONCE_BYTES);
+    this.push(Cmd.HELLO, f.handleLo, f.handleHi, 0, 0, HELLO_REPLY_SIZE, this.helloInfo(this.nonce), HELLO_REPLY_SIZE, null);
+  }
+
+  private attach(f: Frame): void {
+    const nonce = this.nonce;
+    this.nonce = null;
+    const req = f.payload === null ? null : decodeAttach(f.payload);
+    if (req === null) {
+      this.replyError(f, Status.EINVAL);
+      return;
+    }
+    if (this.outstanding > 0) {
+      // Requests in flight still belong to the old binding.
+      this.replyError(f, Status.EBUSY);
+      return;
+    }
+    const found = this.ctx.lookup(req.tenant, req.volume);
+    if (nonce === null || found === null || !verifyAttach(req, found.secret, nonce)) {
+      // One answer for every failure, so a client learns nothing about which part was wrong.
+      if (found !== null) found.binding.plane.counters.add(found.binding.tenant, Field.REFUSED, 1);
+      this.push(Status.EPERM, f.handleLo, f.handleHi, f.lbaLo, f.lbaHi, 0, null, 0, null);
+      if (++this.attachFailures >= MAX_ATTACH_FAILURES) this.closeAfterFlush = true;
+      return;
+    }
+    this.rebind(found.binding);
+    this.push(Cmd.ATTACH, f.handleLo, f.handleHi, 0, 0, HELLO_REPLY_SIZE, this.helloInfo(undefined), HELLO_REPLY_SIZE, null);
+  }
+
+  private rebind(b: Binding | null): void {
+    if (this.binding !== null) this.plane.counters.add(this.binding.tenant, Field.CONNECTIONS, -1);
+    this.binding = b;
+    if (b !== null) {
+      this.plane = b.plane;
+      this.volSectors = Math.floor(b.volume.size / this.ctx.sectorSize);
+      b.plane.counters.add(b.tenant, Field.CONNECTIONS, 1);
+    }
+    this.ctx.onBind?.(this, b);
   }
 
   /** Writes every pending reply with one socket write. */
@@ -268,7 +356,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
         p.data.copy(out, off, 0, p.dataLen);
         off += p.dataLen;
       }
-      if (p.req !== null) plane.release(p.req);
+      if (p.req !== null) p.req.plane!.release(p.req);
     }
     const before = this.socket.writableLength;
     this.socket.write(useScratch ? out.subarray(0, total) : out);
@@ -307,9 +395,9 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private teardown(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const p of this.pending) if (p.req !== null) this.plane.release(p.req);
+    for (const p of this.pending) if (p.req !== null) p.req.plane!.release(p.req);
     this.pending = [];
-    this.plane.counters.add(this.ctx.tenant, Field.CONNECTIONS, -1);
+    if (this.binding !== null) this.rebind(null);
     // In-flight requests still complete; `push` releases them once closed.
     this.socket.destroy();
     this.ctx.onClose?.();

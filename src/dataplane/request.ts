@@ -6,6 +6,8 @@ import { newRequest, type IoRequest } from '../storage/engine.ts';
  * engines execute it, the owning connection answers it. Objects are pooled.
  */
 export interface DpRequest extends IoRequest {
+  /** The plane (device) whose pools this request and its buffer came from. */
+  plane: { release(req: DpRequest): void } | null;
   /** The connection that answers this request (null once it has gone). */
   owner: RequestOwner | null;
   /** Wire opcode as received (front-end specific). */
@@ -37,6 +39,7 @@ export class RequestPool {
     if (r !== undefined) return r;
     const fresh = newRequest() as DpRequest;
     fresh.owner = null;
+    fresh.plane = null;
     fresh.wireOp = 0;
     fresh.handleLo = 0;
     fresh.handleHi = 0;

@@ -1,96 +1,192 @@
 /**
- * The main thread's side of the data plane: prepares the device, starts one
- * worker per core, and stops them gracefully. Workers bind the same ports
- * with SO_REUSEPORT; the first worker resolves port 0 so the others (and
- * tests) share the real port.
+ * The main thread's side of the data plane: prepares the devices, builds the
+ * registry (persisted tenants, then config-file seeds), starts one worker per
+ * core, hands the control plane a way to push state to them, and stops them
+ * gracefully.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { settleVolumes, type PortBinding, type ServerConfig } from '../control/config.ts';
+import { AUTO_SPLIT, ConfigError, settleVolumes, type NamedDevice, type PortBinding, type ServerConfig } from '../control/config.ts';
+import { ControlPlane, type PlaneHost, type RegistryStore } from '../control/control-plane.ts';
+import { MAX_TENANTS, Registry } from '../control/registry.ts';
+import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
-import { loadDeviceModel, SAMPLE_MODEL_URL, TenantTable } from '../control/tenants.ts';
-import { ConfigError } from '../control/config.ts';
+import type { PlaneState } from './plane-state.ts';
 import { TenantCounters } from './tenant-counters.ts';
-import type { WorkerCommand, WorkerInit, WorkerReply } from './worker-messages.ts';
+import type { WorkerCommand, WorkerDevice, WorkerInit, WorkerReply } from './worker-messages.ts';
 
 export interface RunningServer {
   readonly config: ServerConfig;
-  /** Port bindings with resolved port numbers and volume sizes. */
+  /** Config-file port bindings with resolved port numbers and volume ranges. */
   readonly bindings: PortBinding[];
+  /** Engine of each device, in config order. */
+  readonly engines: string[];
   readonly engineName: string;
-  /** The NBD front end's port, or null when it is off. */
-  readonly nbdPort: number | null;
   readonly deviceSize: number;
+  readonly nbdPort: number | null;
+  readonly attachPort: number | null;
+  readonly adminPort: number | null;
+  readonly adminToken: string | null;
   readonly fallbackReason: string | undefined;
   readonly counters: TenantCounters;
+  readonly control: ControlPlane;
   readonly workers: Worker[];
-  /** Admission and rates; present when QoS is on. */
-  readonly tenants: TenantTable | null;
+  /** Problems met restoring persisted state (the rest was restored). */
+  readonly restoreProblems: string[];
   close(timeoutMs?: number): Promise<void>;
 }
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url);
 
-/** Size of the device, creating the embedded default file when asked. */
-function prepareDevice(config: ServerConfig): number {
-  const d = config.device;
-  if (d.kind !== 'file') return d.size;
-  if (d.create) {
-    fs.mkdirSync(path.dirname(d.path), { recursive: true });
-    const fd = fs.openSync(d.path, 'a');
+/** Size of a device, creating the embedded default file when asked. */
+function prepareDevice(d: NamedDevice): number {
+  const spec = d.spec;
+  if (spec.kind !== 'file') return spec.size;
+  if (spec.create) {
+    fs.mkdirSync(path.dirname(spec.path), { recursive: true });
+    const fd = fs.openSync(spec.path, 'a');
     try {
-      if (d.size !== undefined && fs.fstatSync(fd).size < d.size) fs.ftruncateSync(fd, d.size);
+      if (spec.size !== undefined && fs.fstatSync(fd).size < spec.size) fs.ftruncateSync(fd, spec.size);
     } finally {
       fs.closeSync(fd);
     }
   }
-  const st = fs.statSync(d.path);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(spec.path);
+  } catch (err) {
+    throw new ConfigError(`device ${d.name}: ${(err as Error).message}`);
+  }
   if (st.isBlockDevice()) {
-    const name = path.basename(fs.realpathSync(d.path));
+    const name = path.basename(fs.realpathSync(spec.path));
     return Number(fs.readFileSync(`/sys/class/block/${name}/size`, 'utf8').trim()) * 512;
   }
-  if (d.size !== undefined) return d.size;
-  if (st.size === 0) throw new Error(`${d.path} is empty; give a size`);
+  if (spec.size !== undefined) return spec.size;
+  if (st.size === 0) throw new ConfigError(`device ${d.name}: ${spec.path} is empty; give a size`);
   return st.size;
 }
 
+/** A port the kernel says is free now (for port 0 in configs and API calls). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ port: 0, host }, () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function openStore(config: ServerConfig): Promise<RegistryStore | null> {
+  if (!config.persist) return null;
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const specifier = '../control/store.ts';
+  const mod = (await import(specifier)) as { SqliteStore: new (file: string) => RegistryStore };
+  return new mod.SqliteStore(path.join(config.dataDir, 'registry.db'));
+}
+
+/** Config-file tenants go through the same registration path as the admin API. */
+async function seed(registry: Registry, config: ServerConfig, sizes: Map<string, number>): Promise<PortBinding[]> {
+  const out: PortBinding[] = [];
+  const splitters = (device: string): PortBinding[] => config.ports.filter((p) => p.device === device && p.volume.size === AUTO_SPLIT);
+  for (const b of config.ports) {
+    const peers = splitters(b.device);
+    const [settled] = settleVolumes([b], sizes.get(b.device)!, config.sectorSize, peers.length, peers.indexOf(b));
+    const port = settled.port === 0 ? await freePort(config.host) : settled.port;
+    const name = settled.tenant.name;
+    if (!registry.tenants.has(name)) {
+      const t = registry.createTenant(name, settled.device, settled.tenant);
+      if (!t.ok) throw new ConfigError(`tenant ${name} (port ${b.port}) refused: ${t.reason}`);
+    }
+    if (!registry.volumes.has(name)) {
+      const v = registry.createVolume({ name, owner: name, offset: settled.volume.offset, size: settled.volume.size, device: settled.device });
+      if (!v.ok) throw new ConfigError(`volume for port ${b.port}: ${v.reason}`);
+    }
+    const bound = registry.ports.get(port);
+    if (bound === undefined) {
+      const p = registry.bindPort({ port, tenant: name, volume: name });
+      if (!p.ok) throw new ConfigError(`port ${port}: ${p.reason}`);
+    } else if (bound.tenant !== name) {
+      throw new ConfigError(`port ${port} is bound to tenant ${bound.tenant} in the registry, but to ${name} in the config`);
+    }
+    const vol = registry.volumes.get(name)!;
+    out.push({ ...settled, port, volume: { offset: vol.offset, size: vol.size } });
+  }
+  return out;
+}
+
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const deviceSize = prepareDevice(config);
-  let bindings = settleVolumes(config.ports, deviceSize, config.sectorSize);
-  const countersSab = TenantCounters.allocate(bindings.length, config.workers);
-  const memoryStore = config.device.kind === 'memory' ? new SharedArrayBuffer(config.device.size) : undefined;
-  const tenants = config.qos ? registerConfigTenants(config, bindings) : null;
-  const qos: WorkerInit['qos'] =
-    tenants === null
-      ? null
-      : {
-          bucket: GlobalBucket.create(config.workers).buffer,
-          readCost4k: tenants.model.readCost4k,
-          writeCost4k: tenants.model.writeCost4k,
-          tenants: bindings.map((b, i) => ({ kind: b.tenant.class, rate: tenants.rates().get(i) ?? 0 })),
-        };
+  const sizes = new Map<string, number>();
+  for (const d of config.devices) sizes.set(d.name, prepareDevice(d));
+  const registry = new Registry();
+  for (const d of config.devices) registry.addDevice({ name: d.name, size: sizes.get(d.name)!, sectorSize: config.sectorSize }, loadDeviceModel(d.deviceModel ?? SAMPLE_MODEL_URL));
+  const store = await openStore(config);
+  let restoreProblems: string[] = [];
+  try {
+    const saved = store?.load() ?? null;
+    if (saved !== null) restoreProblems = registry.restore(saved);
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
+  let bindings: PortBinding[];
+  try {
+    bindings = await seed(registry, config, sizes);
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
+
+  const countersSab = TenantCounters.allocate(MAX_TENANTS, config.workers);
+  const counters = new TenantCounters(countersSab, MAX_TENANTS, config.workers, -1);
+  const workerDevices: WorkerDevice[] = config.devices.map((d) => {
+    const model = registry.table(d.name).model;
+    return {
+      name: d.name,
+      spec: d.spec,
+      memoryStore: d.spec.kind === 'memory' ? new SharedArrayBuffer(d.spec.size) : undefined,
+      qos: config.qos ? { bucket: GlobalBucket.create(config.workers).buffer, readCost4k: model.readCost4k, writeCost4k: model.writeCost4k } : null,
+    };
+  });
+
+  // The control plane's snapshot; built before the ControlPlane exists for the first start.
+  const hostRef: { apply: (s: PlaneState) => Promise<void> } = { apply: async () => {} };
+  const host: PlaneHost = {
+    counters,
+    engineOf: (name) => engines[config.devices.findIndex((d) => d.name === name)] ?? 'unknown',
+    apply: (s) => hostRef.apply(s),
+    freePort: () => freePort(config.host),
+  };
+  const control = new ControlPlane(registry, host, store);
+  const initialState = control.planeState();
+  store?.save(registry.snapshot());
+
   const workers: Worker[] = [];
-  let engineName = '';
-  let nbdPort = config.nbdPort;
+  let engines: string[] = [];
   let fallbackReason: string | undefined;
+  let nbdPort = config.nbdPort;
+  let attachPort = config.attachPort;
 
   const spawn = (index: number): Promise<void> =>
     new Promise((resolve, reject) => {
       const init: WorkerInit = {
         workerIndex: index,
         workerCount: config.workers,
-        device: config.device,
+        devices: workerDevices,
         engine: config.engine,
-        memoryStore,
         host: config.host,
-        bindings,
         sectorSize: config.sectorSize,
         maxRequestBytes: config.maxRequestBytes,
         maxOutstanding: config.maxOutstanding,
         countersSab,
-        qos,
+        tenantCapacity: MAX_TENANTS,
         nbdPort,
+        attachPort,
+        tls: config.tls,
+        state: initialState,
       };
       const w = new Worker(WORKER_URL, { workerData: init, name: `reflex-dp-${index}` });
       workers.push(w);
@@ -98,9 +194,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         if (msg.type === 'ready') {
           w.off('message', onMessage);
           if (index === 0) {
-            bindings = bindings.map((b, i) => ({ ...b, port: msg.ports[i] }));
-            engineName = msg.engine;
+            // Port 0 resolved by the first worker: the others bind the same port.
             nbdPort = msg.nbdPort;
+            attachPort = msg.attachPort;
+            engines = msg.engines;
             fallbackReason = msg.fallbackReason;
           }
           resolve();
@@ -117,56 +214,97 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => spawn(i + 1)));
   } catch (err) {
     await Promise.all(workers.map((w) => w.terminate()));
+    store?.close();
     throw err;
   }
 
+  let seq = 0;
+  hostRef.apply = (state) =>
+    Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            const mySeq = ++seq;
+            const onMessage = (m: WorkerReply): void => {
+              if (m.type !== 'applied' || m.seq !== mySeq) return;
+              w.off('message', onMessage);
+              if (m.problems.length > 0) reject(new Error(m.problems.join('; ')));
+              else resolve();
+            };
+            w.on('message', onMessage);
+            const cmd: WorkerCommand = { type: 'state', seq: mySeq, state };
+            w.postMessage(cmd);
+          }),
+      ),
+    ).then(() => undefined);
+
+  let admin: { port: number; token: string; close(): Promise<void> } | null = null;
+  if (config.adminPort !== null) {
+    try {
+      admin = await startAdmin(config, control);
+    } catch (err) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      store?.close();
+      throw err;
+    }
+  }
+
   let closed: Promise<void> | null = null;
+  const first = config.devices[0].name;
   return {
     config,
-    get bindings() {
-      return bindings;
-    },
-    engineName,
-    get nbdPort() {
-      return nbdPort;
-    },
-    deviceSize,
+    bindings,
+    engines,
+    engineName: engines[0],
+    deviceSize: sizes.get(first)!,
+    nbdPort,
+    attachPort,
+    adminPort: admin?.port ?? null,
+    adminToken: admin?.token ?? null,
     fallbackReason,
-    counters: new TenantCounters(countersSab, bindings.length, config.workers, -1),
+    counters,
+    control,
     workers,
-    tenants,
+    restoreProblems,
     close(timeoutMs = 5000) {
-      closed ??= Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              const timer = setTimeout(() => void w.terminate().then(() => resolve()), timeoutMs + 1000);
-              w.on('message', (m: WorkerReply) => {
-                if (m.type === 'drained') {
-                  clearTimeout(timer);
-                  void w.terminate().then(() => resolve());
-                }
-              });
-              w.once('exit', () => {
-                clearTimeout(timer);
-                resolve();
-              });
-              const cmd: WorkerCommand = { type: 'drain', timeoutMs };
-              w.postMessage(cmd);
-            }),
-        ),
-      ).then(() => undefined);
+      closed ??= (async () => {
+        await admin?.close();
+        await Promise.all(workers.map((w) => drainWorker(w, timeoutMs)));
+        control.close();
+      })();
       return closed;
     },
   };
 }
 
-/** Admits every configured tenant through the one registration path; a refusal stops the start. */
-function registerConfigTenants(config: ServerConfig, bindings: PortBinding[]): TenantTable {
-  const table = new TenantTable(loadDeviceModel(config.deviceModel ?? SAMPLE_MODEL_URL));
-  bindings.forEach((b, i) => {
-    const answer = table.register(i, b.tenant);
-    if (!answer.admitted) throw new ConfigError(`tenant ${b.tenant.name} (port ${b.port}) refused: ${answer.reason}`);
+function drainWorker(w: Worker, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => void w.terminate().then(() => resolve()), timeoutMs + 1000);
+    w.on('message', (m: WorkerReply) => {
+      if (m.type === 'drained') {
+        clearTimeout(timer);
+        void w.terminate().then(() => resolve());
+      }
+    });
+    w.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    const cmd: WorkerCommand = { type: 'drain', timeoutMs };
+    w.postMessage(cmd);
   });
-  return table;
+}
+
+/** The admin API (its module is loaded only when an admin port is configured). */
+async function startAdmin(config: ServerConfig, control: ControlPlane): Promise<{ port: number; token: string; close(): Promise<void> }> {
+  const specifier = '../control/admin-api.ts';
+  const mod = (await import(specifier)) as {
+    startAdminServer(o: { control: ControlPlane; host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } }): Promise<{ port: number; close(): Promise<void> }>;
+    loadOrCreateAdminToken(dataDir: string, given?: string): string;
+  };
+  const token = mod.loadOrCreateAdminToken(config.dataDir, config.adminToken ?? undefined);
+  const opts: { control: ControlPlane; host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } } = { control, host: config.host, port: config.adminPort!, token };
+  if (config.tls) opts.tls = { cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) };
+  const s = await mod.startAdminServer(opts);
+  return { port: s.port, token, close: () => s.close() };
 }

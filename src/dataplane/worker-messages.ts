@@ -1,33 +1,41 @@
-import type { DeviceSpec, PortBinding } from '../control/config.ts';
+import type { DeviceSpec } from '../control/config.ts';
+import type { PlaneState } from './plane-state.ts';
+
+export interface WorkerDevice {
+  name: string;
+  spec: DeviceSpec;
+  /** For memory devices: the store shared by all workers. */
+  memoryStore?: SharedArrayBuffer;
+  /** QoS: the device's global best-effort bucket and costs; null without a scheduler. */
+  qos: null | { bucket: SharedArrayBuffer; readCost4k: number; writeCost4k: number };
+}
 
 /** What the main thread hands a worker at start. Plain data only. */
 export interface WorkerInit {
   workerIndex: number;
   workerCount: number;
-  device: DeviceSpec;
+  devices: WorkerDevice[];
   engine: 'auto' | 'uring' | 'fs';
-  memoryStore?: SharedArrayBuffer;
   host: string;
-  bindings: PortBinding[];
   sectorSize: number;
   maxRequestBytes: number;
   maxOutstanding: number;
   countersSab: SharedArrayBuffer;
-  /** NBD listener port (resolved by worker 0 when 0), or null. */
+  /** Rows in the counters (most tenants). */
+  tenantCapacity: number;
+  /** NBD listener port, or null. */
   nbdPort: number | null;
-  /** QoS: null runs without a scheduler (`--no-qos`). */
-  qos: null | {
-    bucket: SharedArrayBuffer;
-    readCost4k: number;
-    writeCost4k: number;
-    /** Server-wide tokens/s and class per tenant (index = binding index). */
-    tenants: Array<{ kind: 'LC' | 'BE'; rate: number }>;
-  };
+  /** Attach-only data port, or null. */
+  attachPort: number | null;
+  /** PEM contents for TLS listeners, or null. */
+  tls: { cert: string; key: string } | null;
+  state: PlaneState;
 }
 
-export type WorkerCommand = { type: 'drain'; timeoutMs: number } | { type: 'rates'; rates: number[] };
+export type WorkerCommand = { type: 'drain'; timeoutMs: number } | { type: 'state'; seq: number; state: PlaneState };
 
 export type WorkerReply =
-  | { type: 'ready'; ports: number[]; nbdPort: number | null; engine: string; size: number; fallbackReason?: string }
+  | { type: 'ready'; nbdPort: number | null; attachPort: number | null; engines: string[]; fallbackReason?: string }
   | { type: 'failed'; message: string }
+  | { type: 'applied'; seq: number; problems: string[] }
   | { type: 'drained' };

@@ -1,93 +1,203 @@
 /**
- * A data-plane worker thread: it owns one engine instance, listens on every
- * configured port itself (SO_REUSEPORT, so the kernel spreads connections
- * over workers), and runs request -> gate -> engine -> reply without handing
- * work to another thread.
+ * A data-plane worker thread: one engine instance per device, the listeners
+ * for every data port (SO_REUSEPORT, so the kernel spreads connections over
+ * workers), and request -> gate -> engine -> reply without handing work to
+ * another thread.
+ *
+ * The control plane posts a `PlaneState` after every change; `apply` makes
+ * this worker's listeners, tenants, volumes and credentials match it, and
+ * closes connections whose tenant or volume went away.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { PortBinding } from '../control/config.ts';
 import { openEngine } from '../storage/open-engine.ts';
+import { Errno } from '../storage/engine.ts';
 import { DataPlane } from './data-plane.ts';
-import { QosGate } from './qos-gate.ts';
-import { ReflexConnection } from './reflex-connection.ts';
-import { Field, TenantCounters } from './tenant-counters.ts';
 import type { ExportedVolume } from './front-end.ts';
-import type { WorkerInit, WorkerReply, WorkerCommand } from './worker-messages.ts';
+import type { PlaneState } from './plane-state.ts';
+import { QosGate } from './qos-gate.ts';
+import { ReflexConnection, type Binding } from './reflex-connection.ts';
+import { Field, TenantCounters } from './tenant-counters.ts';
+import type { WorkerCommand, WorkerInit, WorkerReply } from './worker-messages.ts';
 
 /** NBD's default maximum payload: clients that never ask for block sizes may send this much. */
 const NBD_MAX_PAYLOAD = 32 << 20;
 
+interface DeviceRuntime {
+  plane: DataPlane;
+  gate: QosGate | null;
+}
+
 async function main(init: WorkerInit): Promise<void> {
   const port = parentPort!;
-  const { engine, fallbackReason } = await openEngine(init.device, { memoryStore: init.memoryStore, engine: init.engine });
-  const counters = new TenantCounters(init.countersSab, init.bindings.length, init.workerCount, init.workerIndex);
-  const plane = new DataPlane(engine, counters);
-  let gate: QosGate | null = null;
-  const rebalance = (): void => {
-    gate?.rebalance(
-      (t) => counters.local(t, Field.CONNECTIONS),
-      (t) => counters.total(t, Field.CONNECTIONS),
-      init.workerCount,
-    );
-  };
-  if (init.qos !== null) {
-    gate = new QosGate({
-      cost: { readCost4k: init.qos.readCost4k, writeCost4k: init.qos.writeCost4k },
-      bucket: init.qos.bucket,
-      workerIndex: init.workerIndex,
-      tenants: init.qos.tenants,
-      nowMs: performance.now(),
-    });
-    plane.gate = gate;
-    rebalance();
-    // Other workers' connection counts change too: follow them.
-    setInterval(rebalance, 10).unref();
-  }
-  const sockets = new Set<net.Socket>();
-  let draining = false;
-  const servers: net.Server[] = [];
-
-  const listenOne = (binding: PortBinding, tenant: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => {
-        sockets.add(socket);
-        new ReflexConnection(socket, {
-          plane,
-          tenant,
-          volume: binding.volume,
-          sectorSize: init.sectorSize,
-          maxRequestBytes: init.maxRequestBytes,
-          maxOutstanding: init.maxOutstanding,
-          onClose: () => {
-            sockets.delete(socket);
-            rebalance();
-          },
-          isDraining: () => draining,
-        });
-        rebalance();
+  const counters = new TenantCounters(init.countersSab, init.tenantCapacity, init.workerCount, init.workerIndex);
+  const devices: DeviceRuntime[] = [];
+  const engineNames: string[] = [];
+  let fallbackReason: string | undefined;
+  for (const d of init.devices) {
+    const opened = await openEngine(d.spec, { memoryStore: d.memoryStore, engine: init.engine });
+    fallbackReason ??= opened.fallbackReason;
+    engineNames.push(opened.engine.name);
+    const plane = new DataPlane(opened.engine, counters);
+    let gate: QosGate | null = null;
+    if (d.qos !== null) {
+      gate = new QosGate({
+        cost: { readCost4k: d.qos.readCost4k, writeCost4k: d.qos.writeCost4k },
+        bucket: d.qos.bucket,
+        workerIndex: init.workerIndex,
+        nowMs: performance.now(),
       });
+      plane.gate = gate;
+    }
+    devices.push({ plane, gate });
+  }
+  const home = devices[0].plane;
+
+  let state: PlaneState = { tenants: [], volumes: [], credentials: [], ports: [] };
+  const tenantDevice = new Map<number, number>();
+  const secrets = new Map<number, string>();
+  const volumes = new Map<string, ExportedVolume>();
+  const tenantByName = new Map<string, number>();
+  const conns = new Set<ReflexConnection>();
+  const sockets = new Set<net.Socket>();
+  const listeners = new Map<number, net.Server>();
+  let draining = false;
+
+  const rebalance = (): void => {
+    for (const d of devices) d.gate?.rebalance((t) => counters.local(t, Field.CONNECTIONS), (t) => counters.total(t, Field.CONNECTIONS), init.workerCount);
+  };
+  // Other workers' connection counts change too: follow them.
+  setInterval(rebalance, 10).unref();
+  // Queue depth per tenant, for metrics.
+  setInterval(() => {
+    for (const t of state.tenants) counters.set(t.id, Field.QUEUED, devices[t.device]?.gate?.queuedOf(t.id) ?? 0);
+  }, 250).unref();
+
+  const bindingFor = (tenant: number, volumeName: string): Binding | null => {
+    const v = volumes.get(volumeName);
+    const dev = tenantDevice.get(tenant);
+    if (v === undefined || dev === undefined || v.tenant !== tenant) return null;
+    return { tenant, volume: { name: v.name, offset: v.offset, size: v.size }, plane: devices[dev].plane };
+  };
+
+  const pemTls = init.tls ? { cert: fs.readFileSync(init.tls.cert), key: fs.readFileSync(init.tls.key) } : null;
+  const makeServer = (onSocket: (s: net.Socket) => void): net.Server =>
+    pemTls ? tls.createServer({ ...pemTls }, onSocket) : net.createServer({ noDelay: true }, onSocket);
+
+  const listen = (server: net.Server, p: number): Promise<number> =>
+    new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port: binding.port, host: init.host, reusePort: true, backlog: 4096 }, () => {
+      server.listen({ port: p, host: init.host, reusePort: true, backlog: 4096 }, () => {
         server.off('error', reject);
-        servers.push(server);
         resolve((server.address() as net.AddressInfo).port);
       });
     });
 
-  const ports: number[] = [];
-  for (let i = 0; i < init.bindings.length; i++) ports.push(await listenOne(init.bindings[i], i));
+  const accept = (socket: net.Socket, fixed: { tenant: number; volume: string } | null): void => {
+    sockets.add(socket);
+    const binding = fixed === null ? null : bindingFor(fixed.tenant, fixed.volume);
+    if (fixed !== null && binding === null) {
+      socket.destroy();
+      return;
+    }
+    let self: ReflexConnection | null = null;
+    self = new ReflexConnection(socket, {
+      binding,
+      home,
+      sectorSize: init.sectorSize,
+      maxRequestBytes: init.maxRequestBytes,
+      maxOutstanding: init.maxOutstanding,
+      lookup: (tenantName, volumeName) => {
+        const id = tenantByName.get(tenantName);
+        if (id === undefined) return null;
+        const secret = secrets.get(id);
+        const b = bindingFor(id, volumeName);
+        return secret === undefined || b === null ? null : { binding: b, secret };
+      },
+      onBind: (c, b) => {
+        if (b === null) conns.delete(c);
+        else conns.add(c);
+        rebalance();
+      },
+      onClose: () => {
+        sockets.delete(socket);
+        if (self !== null) conns.delete(self);
+      },
+      isDraining: () => draining,
+    });
+  };
 
-  // The NBD front end: same plane, same tenants; the export name picks the volume.
+  /** Makes listeners, tenants, volumes and credentials match the control plane's state. */
+  const apply = async (next: PlaneState): Promise<string[]> => {
+    const problems: string[] = [];
+    state = next;
+    tenantDevice.clear();
+    tenantByName.clear();
+    for (const t of next.tenants) {
+      tenantDevice.set(t.id, t.device);
+      tenantByName.set(t.name, t.id);
+    }
+    secrets.clear();
+    for (const c of next.credentials) secrets.set(c.tenant, c.secret);
+    volumes.clear();
+    for (const v of next.volumes) volumes.set(v.name, { name: v.name, tenant: v.owner, offset: v.offset, size: v.size, plane: devices[v.device].plane });
+    devices.forEach((d, i) => {
+      if (d.gate === null) return;
+      const orphans = d.gate.sync(next.tenants.filter((t) => t.device === i).map((t) => ({ id: t.id, kind: t.kind, rate: t.rate })));
+      for (const r of orphans) {
+        r.result = Errno.ECANCELED;
+        d.plane.engine.onComplete(r);
+      }
+    });
+    rebalance();
+    // Connections whose tenant or volume is gone (or moved) lose their access.
+    for (const c of [...conns]) {
+      const b = c.boundTo;
+      if (b === null) continue;
+      const now = bindingFor(b.tenant, b.volume.name);
+      if (now === null || now.volume.offset !== b.volume.offset || now.volume.size !== b.volume.size) c.revoke();
+    }
+    // v1 ports: open new ones, close the ones no longer bound.
+    const wanted = new Map(next.ports.map((p) => [p.port, p]));
+    for (const [p, server] of listeners) {
+      if (!wanted.has(p)) {
+        server.close();
+        listeners.delete(p);
+      }
+    }
+    for (const p of next.ports) {
+      if (listeners.has(p.port)) continue;
+      const fixed = { tenant: p.tenant, volume: p.volume };
+      const server = makeServer((s) => accept(s, fixed));
+      try {
+        await listen(server, p.port);
+        listeners.set(p.port, server);
+      } catch (err) {
+        problems.push(`port ${p.port}: ${(err as Error).message}`);
+      }
+    }
+    // v1 connections on a port that now names another tenant or volume keep their old binding until they reconnect.
+    return problems;
+  };
+
+  const extra: net.Server[] = [];
+  let attachPort: number | null = null;
+  if (init.attachPort !== null) {
+    const server = makeServer((s) => accept(s, null));
+    attachPort = await listen(server, init.attachPort);
+    extra.push(server);
+  }
+
+  // The NBD front end: same planes, same tenants; the export name picks the volume.
   let nbdPort: number | null = null;
   if (init.nbdPort !== null) {
     const { NbdConnection } = await import('../nbd/nbd-connection.ts');
-    const volumes = new Map<string, ExportedVolume>();
-    init.bindings.forEach((b, i) => volumes.set(b.tenant.name, { name: b.tenant.name, tenant: i, offset: b.volume.offset, size: b.volume.size }));
     const server = net.createServer({ noDelay: true }, (socket) => {
       sockets.add(socket);
       new NbdConnection(socket, {
-        plane,
+        plane: home,
         volumes,
         maxRequestBytes: NBD_MAX_PAYLOAD,
         maxOutstanding: init.maxOutstanding,
@@ -99,35 +209,35 @@ async function main(init: WorkerInit): Promise<void> {
         onAttach: () => rebalance(),
       });
     });
-    nbdPort = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: init.nbdPort!, host: init.host, reusePort: true, backlog: 4096 }, () => {
-        server.off('error', reject);
-        servers.push(server);
-        resolve((server.address() as net.AddressInfo).port);
-      });
-    });
+    nbdPort = await listen(server, init.nbdPort);
+    extra.push(server);
   }
 
+  const problems = await apply(init.state);
+  if (problems.length > 0) throw new Error(problems.join('; '));
+
   port.on('message', async (msg: WorkerCommand) => {
-    if (msg.type === 'rates') {
-      gate?.setRates(msg.rates);
-      rebalance();
+    if (msg.type === 'state') {
+      const reply: WorkerReply = { type: 'applied', seq: msg.seq, problems: await apply(msg.state) };
+      port.postMessage(reply);
       return;
     }
     if (msg.type === 'drain') {
       // Stop accepting, answer new requests with ESHUTDOWN, let in-flight ones finish.
       draining = true;
-      for (const s of servers) s.close();
+      for (const s of [...listeners.values(), ...extra]) s.close();
+      const inFlight = (): number => devices.reduce((a, d) => a + d.plane.engine.inFlight + (d.gate?.queued ?? 0), 0);
       const deadline = Date.now() + msg.timeoutMs;
-      while (engine.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      // Let the last replies reach their sockets before closing them.
+      await new Promise((r) => setImmediate(r));
       for (const s of sockets) s.end();
-      await engine.close();
+      for (const d of devices) await d.plane.engine.close();
       const reply: WorkerReply = { type: 'drained' };
       port.postMessage(reply);
     }
   });
-  const ready: WorkerReply = { type: 'ready', ports, nbdPort, engine: engine.name, size: engine.size, fallbackReason };
+  const ready: WorkerReply = { type: 'ready', nbdPort, attachPort, engines: engineNames, fallbackReason };
   port.postMessage(ready);
 }
 

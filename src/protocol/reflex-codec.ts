@@ -251,13 +251,15 @@ export function hi32(n: number): number {
 }
 
 /**
- * HELLO reply payload (32 bytes, little-endian):
+ * HELLO / ATTACH reply payload (48 bytes, little-endian):
  *   0 u16 protocol version   2 u16 reserved       4 u32 sector size
  *   8 u64 volume size bytes 16 u32 max request bytes
  *  20 u32 feature bits      24 u32 max outstanding requests per connection
- *  28 u32 tenant id
+ *  28 u32 tenant id (0xffffffff: none yet)
+ *  32 16 bytes: server nonce for ATTACH (HELLO; zeros in ATTACH replies)
  */
-export const HELLO_REPLY_SIZE = 32;
+export const HELLO_REPLY_SIZE = 48;
+const HELLO_MIN_SIZE = 32;
 
 export interface HelloInfo {
   version: number;
@@ -267,6 +269,8 @@ export interface HelloInfo {
   features: number;
   maxOutstanding: number;
   tenantId: number;
+  /** Challenge for ATTACH (16 bytes), when the server offers one. */
+  nonce?: Buffer;
 }
 
 export function encodeHelloInfo(info: HelloInfo, out: Buffer = Buffer.alloc(HELLO_REPLY_SIZE), off = 0): Buffer {
@@ -279,12 +283,14 @@ export function encodeHelloInfo(info: HelloInfo, out: Buffer = Buffer.alloc(HELL
   out.writeUInt32LE(info.features >>> 0, off + 20);
   out.writeUInt32LE(info.maxOutstanding, off + 24);
   out.writeUInt32LE(info.tenantId >>> 0, off + 28);
+  if (info.nonce !== undefined) info.nonce.copy(out, off + 32, 0, 16);
+  else out.fill(0, off + 32, off + 48);
   return out;
 }
 
 export function decodeHelloInfo(buf: Buffer): HelloInfo {
-  if (buf.length < HELLO_REPLY_SIZE) throw new RangeError(`HELLO reply is ${buf.length} bytes, expected ${HELLO_REPLY_SIZE}`);
-  return {
+  if (buf.length < HELLO_MIN_SIZE) throw new RangeError(`HELLO reply is ${buf.length} bytes, expected ${HELLO_REPLY_SIZE}`);
+  const info: HelloInfo = {
     version: buf.readUInt16LE(0),
     sectorSize: buf.readUInt32LE(4),
     volumeSize: buf.readUInt32LE(12) * TWO_32 + buf.readUInt32LE(8),
@@ -293,4 +299,6 @@ export function decodeHelloInfo(buf: Buffer): HelloInfo {
     maxOutstanding: buf.readUInt32LE(24),
     tenantId: buf.readUInt32LE(28),
   };
+  if (buf.length >= HELLO_REPLY_SIZE) info.nonce = Buffer.from(buf.subarray(32, 48));
+  return info;
 }

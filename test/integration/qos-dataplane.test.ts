@@ -33,7 +33,7 @@ before(() => {
 after(() => fs.rmSync(path.dirname(modelFile), { recursive: true, force: true }));
 
 async function load(port: number, seconds: number): Promise<{ iops: number; errors: number }> {
-  const { stdout } = await run(client, ['load', '127.0.0.1', String(port), '2', '16', String(seconds), '100000', '100', '8']);
+  const { stdout } = await run(client, ['load', '127.0.0.1', String(port), '2', '16', String(seconds), '60000', '100', '8']);
   return JSON.parse(stdout) as { iops: number; errors: number };
 }
 

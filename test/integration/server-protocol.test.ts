@@ -150,7 +150,7 @@ describe('bad input, with a well-behaved client running alongside', () => {
       [header(Cmd.GET, 6, 0, 0), Status.EINVAL, 'lba_count 0'],
       [header(Cmd.GET, 7, 0, (1 << 20) / SECTOR + 1), Status.EINVAL, 'lba_count above the maximum'],
       [header(Cmd.GET | 0x4000, 8, 0, 1), Status.EINVAL, 'unknown flag'],
-      [header(Cmd.ATTACH, 9, 0, 0), Status.ENOTSUP, 'ATTACH without a control plane'],
+      [header(Cmd.ATTACH, 9, 0, 0), Status.EINVAL, 'ATTACH with an empty payload'],
       [header(Cmd.TRIM, 10, VOLUME / SECTOR, 1), Status.ERANGE, 'trim past the end'],
     ];
     // lba = 2^64 - 1 with count 2: lba + count overflows 64 bits.

@@ -27,7 +27,7 @@ after(async () => {
 });
 
 it('a v1 C client writes and reads back identical data, pipelined over 4 connections', async () => {
-  const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '4', '16', '40', String((128 << 20) / 512)]);
+  const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '4', '16', '40', String((64 << 20) / 512)]);
   const m = /verified (\d+) mismatches (\d+) errors (\d+)/.exec(stdout);
   assert.ok(m, stdout);
   assert.equal(Number(m[2]), 0, 'mismatched reads');
@@ -37,7 +37,7 @@ it('a v1 C client writes and reads back identical data, pipelined over 4 connect
 
 it('a second port is a second tenant; its counters see its own traffic only', async () => {
   const port = server.bindings[1].port;
-  const { stdout } = await run(client, ['load', '127.0.0.1', String(port), '1', '4', '1', String((128 << 20) / 512), '100', '8']);
+  const { stdout } = await run(client, ['load', '127.0.0.1', String(port), '1', '4', '1', String((64 << 20) / 512), '100', '8']);
   const result = JSON.parse(stdout) as { iops: number; requests: number; errors: number };
   assert.equal(result.errors, 0);
   assert.ok(result.requests > 100, `only ${result.requests} requests in a second`);

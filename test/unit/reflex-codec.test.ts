@@ -163,8 +163,8 @@ describe('ReFlex codec', () => {
   });
 
   it('HELLO info round-trips', () => {
-    const info = { version: 2, sectorSize: 4096, volumeSize: 3 * 2 ** 40 + 4096, maxRequestBytes: 1 << 20, features: 0x3f, maxOutstanding: 1024, tenantId: 7 };
+    const info = { version: 2, sectorSize: 4096, volumeSize: 3 * 2 ** 40 + 4096, maxRequestBytes: 1 << 20, features: 0x3f, maxOutstanding: 1024, tenantId: 7, nonce: Buffer.alloc(16, 0xab) };
     assert.deepEqual(decodeHelloInfo(encodeHelloInfo(info)), info);
-    assert.throws(() => decodeHelloInfo(Buffer.alloc(10)), /expected 32/);
+    assert.throws(() => decodeHelloInfo(Buffer.alloc(10)), /expected 48/);
   });
 });
