@@ -375,33 +375,23 @@ export class UringEngine implements Engine {
   }
 
   private onBatch(n: number): void {
-    const comp = this.comp;
     this.inCallback = true;
-    try {
-      for (let i = 0; i < n; i++) {
-        const slot = comp[2 * i];
-        let res = comp[2 * i + 1];
-        const req = this.slots[slot];
-        assert(req !== null, `completion for empty slot ${slot}`);
-        this.slots[slot] = null;
-        const forced = this.forced[slot];
-        if (forced !== 0) {
-          res = forced;
-          this.forced[slot] = 0;
-        } else if (res > 0) {
-          // Short transfers (e.g. the file shrank underneath) are I/O errors.
-          res = res === req.length ? 0 : Errno.EIO;
+    let failed = false;
+    let failure: unknown;
+    let i = 0;
+    // A throwing handler must not strand the rest of the batch (their slots
+    // would leak): finish every completion, then rethrow the first error.
+    while (i < n) {
+      try {
+        while (i < n) this.complete(i++);
+      } catch (err) {
+        if (!failed) {
+          failed = true;
+          failure = err;
         }
-        req.result = res;
-        // Refill the freed slot from the overflow before anyone else can.
-        if (this.overflow.length > 0) this.place(this.overflow.shift(), slot);
-        else this.freeSlots[this.freeTop++] = slot;
-        this.count--;
-        this.onComplete(req);
       }
-    } finally {
-      this.inCallback = false;
     }
+    this.inCallback = false;
     // Issue what the handlers submitted and what moved up from the overflow.
     if (this.batch > 0 && !this.closedRing) this.flush();
     if (this.count === 0 && this.drained !== null) {
@@ -409,5 +399,29 @@ export class UringEngine implements Engine {
       this.drained = null;
       done();
     }
+    if (failed) throw failure;
+  }
+
+  /** Hands completion `i` of the shared array back to its owner. */
+  private complete(i: number): void {
+    const slot = this.comp[2 * i];
+    let res = this.comp[2 * i + 1];
+    const req = this.slots[slot];
+    assert(req !== null, `completion for empty slot ${slot}`);
+    this.slots[slot] = null;
+    const forced = this.forced[slot];
+    if (forced !== 0) {
+      res = forced;
+      this.forced[slot] = 0;
+    } else if (res > 0) {
+      // Short transfers (e.g. the file shrank underneath) are I/O errors.
+      res = res === req.length ? 0 : Errno.EIO;
+    }
+    req.result = res;
+    // Refill the freed slot from the overflow before anyone else can.
+    if (this.overflow.length > 0) this.place(this.overflow.shift(), slot);
+    else this.freeSlots[this.freeTop++] = slot;
+    this.count--;
+    this.onComplete(req);
   }
 }

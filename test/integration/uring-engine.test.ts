@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -210,4 +211,34 @@ test('allocBuffer is page aligned within its backing memory and reusable', { ski
   assert.equal(c.buffer, b.buffer);
   assert.equal(c.byteOffset, b.byteOffset, 'same size class reuses the released buffer');
   await e.close();
+});
+
+test('a throwing completion handler does not strand the rest of the batch', { skip }, () => {
+  // In a child process: node:test claims uncaughtException for itself.
+  const engineUrl = new URL('../../src/storage/uring-engine.ts', import.meta.url).href;
+  const apiUrl = new URL('../../src/storage/engine.ts', import.meta.url).href;
+  const script = `
+    import { UringEngine } from ${JSON.stringify(engineUrl)};
+    import { Op, newRequest } from ${JSON.stringify(apiUrl)};
+    const e = UringEngine.open(${JSON.stringify(path.join(dir, 'throw.img'))}, { create: true, size: 1 << 20, queueDepth: 8 });
+    let seen = 0;
+    const errors = [];
+    process.on('uncaughtException', (err) => errors.push(String(err)));
+    e.onComplete = () => { seen++; if (seen === 1) throw new Error('handler failure'); };
+    for (let i = 0; i < 6; i++) {
+      const r = newRequest();
+      r.op = Op.READ; r.offset = i * 4096; r.length = 4096; r.buf = e.allocBuffer(4096);
+      e.submit(r);
+    }
+    e.kick();
+    await e.close();
+    console.log(JSON.stringify({ seen, inFlight: e.inFlight, errors }));
+  `;
+  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const got = JSON.parse(out.stdout) as { seen: number; inFlight: number; errors: string[] };
+  assert.equal(got.seen, 6, 'every request completed');
+  assert.equal(got.inFlight, 0);
+  assert.equal(got.errors.length, 1);
+  assert.match(got.errors[0], /handler failure/);
 });
