@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { DatabaseSync } from 'node:sqlite';
+import { SqliteStore, REGISTRY_DB } from '../../src/control/store.ts';
+import type { RegistrySnapshot } from '../../src/control/registry.ts';
+import { makeControl } from './control-fixture.ts';
+
+function tmpDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-store-'));
+}
+
+const SNAP: RegistrySnapshot = {
+  tenants: [
+    { id: 0, name: 'alpha', device: 'default', spec: { name: 'alpha', class: 'LC', iops: 5000, p95Us: 500, readPct: 90 } },
+    { id: 3, name: 'beta', device: 'default', spec: { name: 'beta', class: 'BE' } },
+  ],
+  volumes: [{ name: 'alpha', device: 'default', owner: 'alpha', offset: 4096, size: 1 << 20 }],
+  credentials: [{ tenant: 'alpha', secret: 'ab'.repeat(32), createdAt: '2025-01-02T03:04:05.000Z' }],
+  ports: [{ port: 20001, tenant: 'alpha', volume: 'alpha' }],
+};
+
+test('store: empty database loads as null', () => {
+  const dir = tmpDir();
+  const s = new SqliteStore(dir);
+  assert.equal(s.load(), null);
+  s.close();
+  assert.ok(fs.existsSync(path.join(dir, REGISTRY_DB)));
+});
+
+test('store: save, close, reopen, load gives the same snapshot; save replaces', () => {
+  const dir = tmpDir();
+  const s = new SqliteStore(dir);
+  s.save(SNAP);
+  s.close();
+  const s2 = new SqliteStore(dir);
+  assert.deepEqual(s2.load(), SNAP);
+  // A second save replaces the whole snapshot (beta gone, no leftovers).
+  const smaller: RegistrySnapshot = { ...SNAP, tenants: [SNAP.tenants[0]] };
+  s2.save(smaller);
+  assert.deepEqual(s2.load(), smaller);
+  s2.close();
+  assert.throws(() => s2.load(), /after close/);
+});
+
+test('store: WAL journal, FULL sync, typed tables with a schema version', () => {
+  const dir = tmpDir();
+  const s = new SqliteStore(dir);
+  s.save(SNAP);
+  s.close();
+  const db = new DatabaseSync(path.join(dir, REGISTRY_DB));
+  assert.equal((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal');
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+  assert.deepEqual(tables, ['credentials', 'ports', 'schema_version', 'tenants', 'volumes']);
+  assert.equal((db.prepare('SELECT p95_us FROM tenants WHERE name = ?').get('alpha') as { p95_us: number }).p95_us, 500);
+  db.prepare('UPDATE schema_version SET version = 99').run();
+  db.close();
+  assert.throws(() => new SqliteStore(dir), /schema version 99/);
+});
+
+test('store: a failed save rolls back and leaves the previous snapshot', () => {
+  const dir = tmpDir();
+  const s = new SqliteStore(dir);
+  s.save(SNAP);
+  // Two tenants with one id violate the UNIQUE constraint mid-transaction.
+  const broken: RegistrySnapshot = { ...SNAP, tenants: [SNAP.tenants[0], { ...SNAP.tenants[1], id: 0 }] };
+  assert.throws(() => s.save(broken));
+  assert.deepEqual(s.load(), SNAP);
+  s.close();
+});
+
+test('store: the control plane persists every change and a new registry restores it', async () => {
+  const dir = tmpDir();
+  const a = makeControl(new SqliteStore(dir));
+  const made = await a.control.createTenant({ name: 'lc1', class: 'LC', iops: 5000, p95Us: 500, volumeSize: 1 << 20, port: 0, credential: true });
+  assert.ok(made.ok);
+  assert.ok((await a.control.createTenant({ name: 'be1', class: 'BE' })).ok);
+  a.control.close();
+
+  const store = new SqliteStore(dir);
+  const b = makeControl(store);
+  const problems = b.control.registry.restore(store.load()!);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(b.control.listTenants(), a.control.listTenants());
+  assert.equal(b.control.registry.credentials.get('lc1')?.secret, made.value.secret);
+  b.control.close();
+});
