@@ -28,6 +28,7 @@ export { ClientConnection, type ConnectionOptions, type ResponseSink } from './c
 export { Pool } from './pool.ts';
 export * from './errors.ts';
 export type { HelloInfo } from '../protocol/reflex-codec.ts';
+import { encodeAttach } from '../protocol/attach.ts';
 
 export interface ConnectOptions {
   host?: string;
@@ -40,6 +41,15 @@ export interface ConnectOptions {
   sectorSize?: number;
   /** Ask the server for its parameters on connect. Default true. */
   hello?: boolean;
+  /** Authenticate every connection as this tenant on this volume (HELLO + ATTACH). */
+  attach?: AttachCredentials;
+}
+
+export interface AttachCredentials {
+  tenant: string;
+  volume: string;
+  /** The tenant's secret (hex), from the admin API. It never crosses the wire. */
+  secret: string;
 }
 
 export interface WriteOptions {
@@ -179,6 +189,35 @@ export class ReflexClient {
     return this.pool.close();
   }
 
+  /**
+   * Proves on every connection that this client holds the tenant's secret:
+   * HELLO gives a fresh server nonce, ATTACH answers it with an HMAC.
+   * Resolves to the volume's parameters; rejects with EPERM when refused.
+   */
+  async attach(creds: AttachCredentials): Promise<HelloInfo> {
+    let info: HelloInfo | null = null;
+    for (const conn of this.pool.connections) {
+      const hello = new PendingRequest('HELLO', true);
+      conn.send(Cmd.HELLO, 0, 0, null, 0, hello, 0);
+      const h = await hello.promise;
+      const nonce = h === null ? undefined : decodeHelloInfo(h).nonce;
+      if (nonce === undefined) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO without a nonce: the server does not offer ATTACH');
+      const payload = encodeAttach(creds.secret, nonce, creds.tenant, creds.volume);
+      const att = new PendingRequest('ATTACH', true);
+      conn.send(Cmd.ATTACH, 0, payload.length, payload, payload.length, att, 0);
+      const a = await att.promise;
+      if (a === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'ATTACH');
+      info = decodeHelloInfo(a);
+    }
+    this.info = info;
+    if (info!.sectorSize !== this.sectorSize) {
+      this.sectorSize = info!.sectorSize;
+      this.pool.setSectorSize(info!.sectorSize);
+    }
+    this.maxRequestBytes = info!.maxRequestBytes;
+    return info!;
+  }
+
   /** Closes at once; outstanding requests fail with ECONNRESET. */
   destroy(): void {
     this.pool.destroy();
@@ -197,7 +236,8 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
   const client = new ReflexClient(pool, sectorSize);
   if (opts.hello ?? true) {
     try {
-      await client.hello();
+      if (opts.attach) await client.attach(opts.attach);
+      else await client.hello();
     } catch (err) {
       pool.destroy();
       throw err;
