@@ -278,3 +278,6 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
   };
 }
+
+// The server loads this module lazily and takes both entry points from it.
+export { loadOrCreateAdminToken } from './admin-token.ts';

@@ -59,10 +59,10 @@ export class SqliteStore implements RegistryStore {
   readonly file: string;
   private db: DatabaseSync | null;
 
-  /** Opens (creating if needed) `<dataDir>/registry.db`. */
-  constructor(dataDir: string) {
-    fs.mkdirSync(dataDir, { recursive: true });
-    this.file = path.join(dataDir, REGISTRY_DB);
+  /** Opens (creating if needed) the database file, normally `<dataDir>/registry.db` (see `inDataDir`). */
+  constructor(file: string) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.file = file;
     const db = new DatabaseSync(this.file);
     this.db = db;
     db.exec('PRAGMA journal_mode = WAL');
@@ -78,6 +78,11 @@ export class SqliteStore implements RegistryStore {
       this.db = null;
       throw new Error(`${this.file}: schema version ${String(row.version)}, this server reads ${SCHEMA_VERSION}`);
     }
+  }
+
+  /** The store of a server's data directory: `<dataDir>/registry.db`. */
+  static inDataDir(dataDir: string): SqliteStore {
+    return new SqliteStore(path.join(dataDir, REGISTRY_DB));
   }
 
   private open(): DatabaseSync {

@@ -24,7 +24,7 @@ const SNAP: RegistrySnapshot = {
 
 test('store: empty database loads as null', () => {
   const dir = tmpDir();
-  const s = new SqliteStore(dir);
+  const s = SqliteStore.inDataDir(dir);
   assert.equal(s.load(), null);
   s.close();
   assert.ok(fs.existsSync(path.join(dir, REGISTRY_DB)));
@@ -32,10 +32,10 @@ test('store: empty database loads as null', () => {
 
 test('store: save, close, reopen, load gives the same snapshot; save replaces', () => {
   const dir = tmpDir();
-  const s = new SqliteStore(dir);
+  const s = SqliteStore.inDataDir(dir);
   s.save(SNAP);
   s.close();
-  const s2 = new SqliteStore(dir);
+  const s2 = SqliteStore.inDataDir(dir);
   assert.deepEqual(s2.load(), SNAP);
   // A second save replaces the whole snapshot (beta gone, no leftovers).
   const smaller: RegistrySnapshot = { ...SNAP, tenants: [SNAP.tenants[0]] };
@@ -47,7 +47,7 @@ test('store: save, close, reopen, load gives the same snapshot; save replaces', 
 
 test('store: WAL journal, FULL sync, typed tables with a schema version', () => {
   const dir = tmpDir();
-  const s = new SqliteStore(dir);
+  const s = SqliteStore.inDataDir(dir);
   s.save(SNAP);
   s.close();
   const db = new DatabaseSync(path.join(dir, REGISTRY_DB));
@@ -57,12 +57,12 @@ test('store: WAL journal, FULL sync, typed tables with a schema version', () => 
   assert.equal((db.prepare('SELECT p95_us FROM tenants WHERE name = ?').get('alpha') as { p95_us: number }).p95_us, 500);
   db.prepare('UPDATE schema_version SET version = 99').run();
   db.close();
-  assert.throws(() => new SqliteStore(dir), /schema version 99/);
+  assert.throws(() => SqliteStore.inDataDir(dir), /schema version 99/);
 });
 
 test('store: a failed save rolls back and leaves the previous snapshot', () => {
   const dir = tmpDir();
-  const s = new SqliteStore(dir);
+  const s = SqliteStore.inDataDir(dir);
   s.save(SNAP);
   // Two tenants with one id violate the UNIQUE constraint mid-transaction.
   const broken: RegistrySnapshot = { ...SNAP, tenants: [SNAP.tenants[0], { ...SNAP.tenants[1], id: 0 }] };
@@ -73,13 +73,13 @@ test('store: a failed save rolls back and leaves the previous snapshot', () => {
 
 test('store: the control plane persists every change and a new registry restores it', async () => {
   const dir = tmpDir();
-  const a = makeControl(new SqliteStore(dir));
+  const a = makeControl(SqliteStore.inDataDir(dir));
   const made = await a.control.createTenant({ name: 'lc1', class: 'LC', iops: 5000, p95Us: 500, volumeSize: 1 << 20, port: 0, credential: true });
   assert.ok(made.ok);
   assert.ok((await a.control.createTenant({ name: 'be1', class: 'BE' })).ok);
   a.control.close();
 
-  const store = new SqliteStore(dir);
+  const store = SqliteStore.inDataDir(dir);
   const b = makeControl(store);
   const problems = b.control.registry.restore(store.load()!);
   assert.deepEqual(problems, []);
