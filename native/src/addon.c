@@ -82,6 +82,11 @@ struct uring_obj {
   uint32_t synth_count, synth_cap;
   uint32_t inflight;
   int loop_ref;     /* poll handle keeps the loop alive only while busy */
+  /* Registered while open so a worker torn down with a live ring waits
+   * for our uv_close callback: the addon is unloaded right after. */
+  napi_async_cleanup_hook_handle cleanup_hook;
+  /* Set when the environment is tearing down: removed once closed. */
+  napi_async_cleanup_hook_handle teardown_hook;
   int closed;
   int handle_live;  /* uv handle not yet closed */
   int wrapper_live; /* JS object not yet finalized */
@@ -223,6 +228,8 @@ static napi_value js_device_info(napi_env env, napi_callback_info info) {
 
 static void on_handle_closed(uv_handle_t *h) {
   struct uring_obj *u = h->data;
+  if (u->teardown_hook) napi_remove_async_cleanup_hook(u->teardown_hook);
+  u->teardown_hook = NULL;
   u->handle_live = 0;
   maybe_free(u);
 }
@@ -231,11 +238,21 @@ static void ring_close(struct uring_obj *u) {
   if (u->closed) return;
   u->closed = 1;
   napi_env env = u->env;
-  napi_remove_env_cleanup_hook(env, (void (*)(void *))ring_close, u);
+  if (u->cleanup_hook) napi_remove_async_cleanup_hook(u->cleanup_hook);
+  u->cleanup_hook = NULL;
   uv_poll_stop(&u->poll);
   uv_close((uv_handle_t *)&u->poll, on_handle_closed);
-  /* Closing the ring fd makes the kernel cancel or finish what is left
-   * before the mappings go away. */
+  /* Normally the engine closes an idle ring. If I/O is still in the kernel
+   * (a worker torn down mid-flight), wait for it here: the buffers it
+   * targets may be freed by finalizers right after this returns. */
+  uint32_t in_kernel = u->inflight > u->synth_count ? u->inflight - u->synth_count : 0;
+  int32_t scratch[64];
+  while (in_kernel > 0) {
+    if (ring_wait(&u->ring, 1) < 0) break;
+    unsigned n = ring_drain(&u->ring, scratch, 32);
+    buf_table_io_end(u->bufs, n);
+    in_kernel -= n < in_kernel ? n : in_kernel;
+  }
   ring_destroy(&u->ring);
   close(u->efd);
   u->efd = -1;
@@ -252,6 +269,13 @@ static void ring_close(struct uring_obj *u) {
   u->bufs = NULL;
 }
 
+static void on_env_teardown(napi_async_cleanup_hook_handle handle, void *arg) {
+  struct uring_obj *u = arg;
+  u->teardown_hook = handle;
+  u->cleanup_hook = NULL; /* being run: removed by on_handle_closed */
+  ring_close(u);
+}
+
 static unsigned collect(struct uring_obj *u) {
   unsigned n = 0;
   if (u->synth_count) {
@@ -260,8 +284,9 @@ static unsigned collect(struct uring_obj *u) {
     memmove(u->synth, u->synth + 2 * n, (size_t)(u->synth_count - n) * 2 * sizeof(int32_t));
     u->synth_count -= n;
   }
-  n += ring_drain(&u->ring, u->comp + 2 * n, u->comp_cap - n);
-  return n;
+  unsigned k = ring_drain(&u->ring, u->comp + 2 * n, u->comp_cap - n);
+  buf_table_io_end(u->bufs, k);
+  return n + k;
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
@@ -403,7 +428,7 @@ static napi_value ring_ctor(napi_env env, napi_callback_info info) {
   CHECK(env, napi_async_init(env, self, name, &u->actx));
   CHECK(env, napi_wrap(env, self, u, finalize_ring, NULL, NULL));
   CHECK(env, napi_create_reference(env, self, 1, &u->self_ref));
-  CHECK(env, napi_add_env_cleanup_hook(env, (void (*)(void *))ring_close, u));
+  CHECK(env, napi_add_async_cleanup_hook(env, on_env_teardown, u, &u->cleanup_hook));
   napi_value v;
   CHECK(env, napi_create_uint32(env, u->ring.sq_entries, &v));
   CHECK(env, napi_set_named_property(env, self, "sqEntries", v));
@@ -531,6 +556,8 @@ static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
     if (!prep_one(u, env, foreign, u->desc + (size_t)taken * DESC_STRIDE)) break;
   }
   u->inflight += taken;
+  /* Everything not completed synthetically went into the SQ. */
+  buf_table_io_begin(u->bufs, taken - (u->synth_count - synth_before));
   set_loop_ref(u);
   int rc = ring_submit(&u->ring);
   if (u->synth_count != synth_before) {

@@ -11,7 +11,16 @@ struct buf_table *buf_table_new(void) {
   return t;
 }
 
+static void sweep(struct buf_table *t) {
+  for (uint32_t i = 0; i < t->grave_count; i++) free(t->grave[i]);
+  t->grave_count = 0;
+}
+
 static void buf_table_free(struct buf_table *t) {
+  /* Only reached once every ring let go of the table (after waiting for its
+   * I/O), so nothing can still target this memory. */
+  sweep(t);
+  free(t->grave);
   for (uint32_t i = 0; i < t->cap; i++) free(t->slots[i].ptr);
   free(t->slots);
   free(t->free_ids);
@@ -57,9 +66,34 @@ int64_t buf_table_alloc(struct buf_table *t, size_t len, size_t align) {
   return id;
 }
 
+void buf_table_io_begin(struct buf_table *t, uint32_t n) { t->io_inflight += n; }
+
+void buf_table_io_end(struct buf_table *t, uint32_t n) {
+  t->io_inflight -= n < t->io_inflight ? n : t->io_inflight;
+  if (t->io_inflight == 0 && t->grave_count) sweep(t);
+}
+
+/* Frees now, or later if the kernel may still be using some buffer. On
+ * allocation failure of the grave list the memory leaks: safer than a
+ * use-after-free by DMA. */
+static void free_or_defer(struct buf_table *t, void *p) {
+  if (t->io_inflight == 0) {
+    free(p);
+    return;
+  }
+  if (t->grave_count == t->grave_cap) {
+    uint32_t ncap = t->grave_cap ? t->grave_cap * 2 : 16;
+    void **g = realloc(t->grave, ncap * sizeof *g);
+    if (!g) return;
+    t->grave = g;
+    t->grave_cap = ncap;
+  }
+  t->grave[t->grave_count++] = p;
+}
+
 void buf_table_release(struct buf_table *t, uint32_t id) {
   if (id < t->cap && t->slots[id].ptr) {
-    free(t->slots[id].ptr);
+    free_or_defer(t, t->slots[id].ptr);
     t->slots[id].ptr = NULL;
     t->slots[id].len = 0;
     t->free_ids[t->free_count++] = id;

@@ -23,6 +23,14 @@ struct buf_table {
   uint32_t *free_ids; /* stack of free slot ids */
   uint32_t free_count;
   uint32_t refs;
+  /* Kernel I/O in flight on any ring of this environment, and memory whose
+   * Buffer was collected meanwhile. Normally JS keeps a buffer alive while
+   * its request is in flight; but when a worker is torn down, finalizers
+   * may run before the rings are closed, and the kernel must not DMA into
+   * freed memory. So frees wait until no I/O is in flight. */
+  uint64_t io_inflight;
+  void **grave;
+  uint32_t grave_count, grave_cap;
 };
 
 struct buf_table *buf_table_new(void);
@@ -33,6 +41,9 @@ void buf_table_unref(struct buf_table *t);
  * -errno. Takes a table reference released by buf_table_release. */
 int64_t buf_table_alloc(struct buf_table *t, size_t len, size_t align);
 void buf_table_release(struct buf_table *t, uint32_t id);
+
+void buf_table_io_begin(struct buf_table *t, uint32_t n);
+void buf_table_io_end(struct buf_table *t, uint32_t n);
 
 /* Pointer to [off, off+len) of buffer `id`, or NULL if the id is unknown or
  * the range does not fit. The bounds check is what keeps a JS bug from

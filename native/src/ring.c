@@ -149,6 +149,14 @@ int ring_run_deferred(struct ring *r) {
   return rc;
 }
 
+int ring_wait(struct ring *r, unsigned min_complete) {
+  int rc;
+  do {
+    rc = sys_enter(r->fd, 0, min_complete, IORING_ENTER_GETEVENTS);
+  } while (rc == -EINTR);
+  return rc;
+}
+
 unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap) {
   unsigned head = *r->cq_head; /* only we write the CQ head */
   unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);

@@ -46,6 +46,10 @@ int ring_submit(struct ring *r);
  * visible; a no-op otherwise. Returns 0 or -errno. */
 int ring_run_deferred(struct ring *r);
 
+/* Blocks until at least min_complete CQEs are available (running deferred
+ * completion work). Returns 0 or -errno. */
+int ring_wait(struct ring *r, unsigned min_complete);
+
 /* Copies up to `cap` completions as (user_data, res) int32 pairs into out
  * and returns how many. */
 unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap);

@@ -98,3 +98,52 @@ test('workers with their own engines on one file keep data intact', { skip }, as
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('terminating a worker with reads in flight is safe', { skip }, async () => {
+  // Regression: buffer finalizers ran before the ring closed and the kernel
+  // wrote into freed memory (heap corruption, then a crash at teardown).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-uring-t-'));
+  const file = path.join(dir, 'busy.img');
+  fs.writeFileSync(file, Buffer.alloc(4 << 20, 1));
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    (async () => {
+      const { UringEngine } = await import(workerData.engineUrl);
+      const { Op, newRequest } = await import(workerData.apiUrl);
+      const e = UringEngine.open(workerData.file, { queueDepth: 64 });
+      let done = 0;
+      e.onComplete = (r) => {
+        if (++done === 256) parentPort.postMessage('busy');
+        r.offset = Math.floor(Math.random() * 1024) * 4096;
+        e.submit(r);
+        e.kick();
+      };
+      for (let i = 0; i < 64; i++) {
+        const r = newRequest();
+        r.op = Op.READ; r.length = 4096; r.buf = e.allocBuffer(4096); r.offset = i * 4096;
+        e.submit(r);
+      }
+      e.kick();
+    })();`;
+  try {
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(code, {
+        eval: true,
+        workerData: {
+          file,
+          engineUrl: new URL('../../src/storage/uring-engine.ts', import.meta.url).href,
+          apiUrl: new URL('../../src/storage/engine.ts', import.meta.url).href,
+        },
+      });
+      assert.equal(await new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }), 'busy');
+      await w.terminate();
+    }
+    // Still alive and allocating after three mid-flight teardowns.
+    assert.equal(Buffer.alloc(1 << 20, 2).reduce((a, b) => a + b, 0), 2 << 20);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
