@@ -57,6 +57,7 @@ export function buildCurves(points: SweepPoint[]): Curve[] {
   const curves: Curve[] = [];
   for (const g of groups.values()) {
     g.sort((a, b) => a.targetIops - b.targetIops);
+    dropIsolatedSpikes(g);
     let maxX = 0;
     let maxY = 0;
     // Latency under more load is never really lower, nor throughput under more offered load:
@@ -70,6 +71,28 @@ export function buildCurves(points: SweepPoint[]): Curve[] {
   }
   curves.sort((a, b) => a.sizeBytes - b.sizeBytes || b.readFraction - a.readFraction);
   return curves;
+}
+
+/** A step whose p95 is more than this × the lowest p95 at any higher load is a stall, not a trend. */
+const SPIKE_FACTOR = 2;
+
+/**
+ * Removes, in place, points (sorted by offered load) whose p95 exceeds
+ * SPIKE_FACTOR × the lowest p95 measured at a higher load. Tail latency does
+ * not fall when load rises, so such a point caught a transient stall (a
+ * neighbour's I/O, a host flush, a GC pause); left in, the running maximum
+ * below would carry it across the whole curve.
+ */
+function dropIsolatedSpikes(g: SweepPoint[]): void {
+  let laterMin = Infinity;
+  const keep: boolean[] = new Array(g.length);
+  for (let i = g.length - 1; i >= 0; i--) {
+    keep[i] = !(g[i].p95Us > SPIKE_FACTOR * laterMin);
+    laterMin = Math.min(laterMin, g[i].p95Us);
+  }
+  let w = 0;
+  for (let i = 0; i < g.length; i++) if (keep[i]) g[w++] = g[i];
+  g.length = w;
 }
 
 /**

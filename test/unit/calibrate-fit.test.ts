@@ -110,3 +110,18 @@ test('fitDeviceModel refuses a sweep without a read-only curve', () => {
   const pts = synthetic(500).filter((p) => p.readFraction < 1);
   assert.throws(() => fitDeviceModel(pts), /read-only/);
 });
+
+test('an isolated latency spike at low load does not poison the curve', () => {
+  const pts = synthetic(500, { noise: 0 });
+  const clean = fitDeviceModel(pts).model;
+  const firstRo = pts.find((p) => p.readFraction === 1) as SweepPoint;
+  firstRo.p95Us = 400 * firstRo.p95Us; // a 40 ms stall in the lightest step
+  const spiked = fitDeviceModel(pts);
+  assert.ok(spiked.unloadedP95Us < 200, String(spiked.unloadedP95Us));
+  // Dropping the spike loses one point, not the curve: rates at a mid-range limit stay close.
+  for (const ro of [true, false]) {
+    const a = tokenRateFor(clean, 400, ro);
+    const b = tokenRateFor(spiked.model, 400, ro);
+    assert.ok(a > 0 && Math.abs(b - a) / a < 0.1, `${ro}: ${a} vs ${b}`);
+  }
+});
