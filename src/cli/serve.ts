@@ -29,6 +29,8 @@ const HELP = `usage: reflex serve [options]
   --tls-key FILE       PEM private key for --tls-cert
   --no-persist         keep tenants and volumes in memory only (default: in
                        <data-dir>/registry.db)
+  --faults SPEC         inject device faults (testing), e.g.
+                       read-error=0.01,write-error=0.01,delay-us=500,full-after=64M,fail=0-4096,seed=1
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -56,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'no-persist': { type: 'boolean' },
+      faults: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -81,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['tls-cert'] !== undefined) raw.tlsCert = values['tls-cert'];
   if (values['tls-key'] !== undefined) raw.tlsKey = values['tls-key'];
   raw.persist = raw.persist ?? !values['no-persist'];
+  if (values.faults !== undefined) raw.faults = values.faults;
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {

@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseFaultSpec } from '../storage/fault-engine.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE } from '../protocol/reflex-constants.ts';
 
 export type DeviceSpec =
@@ -66,6 +67,8 @@ export interface ServerConfig {
   adminToken: string | null;
   /** Keep tenants, volumes and credentials in <dataDir>/registry.db. */
   persist: boolean;
+  /** Fault injection spec applied to every device's engine (testing), or null. */
+  faults: string | null;
   /** PEM files: TLS on data, NBD-less data and admin ports when given. */
   tls: { cert: string; key: string } | null;
 }
@@ -114,6 +117,7 @@ export interface RawConfig {
   persist?: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  faults?: string;
   devices?: Array<{
     name: string;
     device?: string;
@@ -227,6 +231,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     adminPort: checkExtraPort('adminPort', raw.adminPort, seen),
     adminToken: raw.adminToken ?? null,
     persist: raw.persist ?? false,
+    faults: checkFaults(raw.faults),
     tls,
   };
 }
@@ -237,6 +242,16 @@ function checkExtraPort(what: string, port: number | undefined, taken: Set<numbe
   if (port !== 0 && taken.has(port)) throw new ConfigError(`${what}: port ${port} is used twice`);
   taken.add(port);
   return port;
+}
+
+function checkFaults(spec: string | undefined): string | null {
+  if (spec === undefined || spec === '') return null;
+  try {
+    parseFaultSpec(spec);
+  } catch (err) {
+    throw new ConfigError(`faults: ${(err as Error).message}`);
+  }
+  return spec;
 }
 
 function req(v: string | undefined, what: string): string {

@@ -177,6 +177,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         workerCount: config.workers,
         devices: workerDevices,
         engine: config.engine,
+        faults: config.faults,
         host: config.host,
         sectorSize: config.sectorSize,
         maxRequestBytes: config.maxRequestBytes,

@@ -16,6 +16,7 @@ export interface WorkerInit {
   workerCount: number;
   devices: WorkerDevice[];
   engine: 'auto' | 'uring' | 'fs';
+  faults: string | null;
   host: string;
   sectorSize: number;
   maxRequestBytes: number;

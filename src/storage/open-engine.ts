@@ -1,5 +1,6 @@
 import type { DeviceSpec } from '../control/config.ts';
 import type { Engine } from './engine.ts';
+import { FaultEngine, parseFaultSpec } from './fault-engine.ts';
 import { FileEngine } from './file-engine.ts';
 import { MemoryEngine } from './memory-engine.ts';
 import { NullEngine } from './null-engine.ts';
@@ -8,6 +9,8 @@ export interface OpenOptions {
   /** For memory devices: the store shared by all workers. */
   memoryStore?: SharedArrayBuffer;
   engine?: 'auto' | 'uring' | 'fs';
+  /** Fault injection around the engine (see fault-engine.ts), e.g. "read-error=0.01,seed=1". */
+  faults?: string;
 }
 
 export interface Opened {
@@ -16,8 +19,14 @@ export interface Opened {
   fallbackReason?: string;
 }
 
-/** Opens the engine for a device spec; io_uring for files where it can, Node's fs otherwise. */
+/** Opens the engine for a device spec; io_uring for files where it can, Node's fs otherwise; faults wrap it. */
 export async function openEngine(spec: DeviceSpec, opts: OpenOptions = {}): Promise<Opened> {
+  const opened = await openBare(spec, opts);
+  if (opts.faults === undefined || opts.faults === '') return opened;
+  return { ...opened, engine: new FaultEngine(opened.engine, parseFaultSpec(opts.faults)) };
+}
+
+async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
   switch (spec.kind) {
     case 'memory':
       return { engine: new MemoryEngine(opts.memoryStore ?? spec.size) };
