@@ -55,33 +55,41 @@ function el(tag, attrs, text) {
   return e;
 }
 
-function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+/** Gridline step: 1, 2, 2.5 or 5 times a power of ten, about a quarter of the range. */
+function niceStep(v) {
+  const raw = v > 0 ? v / 4 : 0.25;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 2.5, 5]) if (m * p >= raw) return m * p;
   return 10 * p;
 }
 
-/** Line chart of one series over the last SPAN_S seconds, with an optional objective line. */
+/**
+ * Line chart of one series with an optional objective line. The time axis
+ * covers the history there is (at least a minute, at most SPAN_S seconds),
+ * so a fresh server's first seconds are not squeezed into one edge.
+ */
 function drawChart(svg, t, ys, objective, color, fmtY) {
   svg.replaceChildren();
   const now = Date.now();
+  const oldest = t.length > 0 ? (now - t[0]) / 1000 : 0;
+  const span = Math.min(SPAN_S, Math.max(60, Math.ceil(oldest / 60) * 60));
   let max = objective || 0;
   for (const y of ys) if (y !== null && y > max) max = y;
-  max = niceMax(max * 1.1);
-  const x = (ms) => L + (W - L - R) * (1 - Math.min(SPAN_S, Math.max(0, (now - ms) / 1000)) / SPAN_S);
-  const y = (v) => T + (H - T - B) * (1 - v / max);
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
+  const step = niceStep(max * 1.1);
+  const top = Math.max(step, Math.ceil((max * 1.1) / step) * step);
+  const x = (ms) => L + (W - L - R) * (1 - Math.min(span, Math.max(0, (now - ms) / 1000)) / span);
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  for (let v = 0; v <= top + step / 2; v += step) {
     svg.append(el('svg:line', { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: '#e3e6ec' }));
     svg.append(el('svg:text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, fmtY(v)));
   }
-  for (const s of [300, 240, 180, 120, 60, 0]) {
-    svg.append(el('svg:text', { x: x(now - s * 1000), y: H - 4, 'text-anchor': s === 0 ? 'end' : s === 300 ? 'start' : 'middle' }, s === 0 ? 'now' : '-' + s + 's'));
+  for (let i = 0; i <= 5; i++) {
+    const s = Math.round((span * (5 - i)) / 5);
+    svg.append(el('svg:text', { x: x(now - s * 1000), y: H - 4, 'text-anchor': s === 0 ? 'end' : i === 0 ? 'start' : 'middle' }, s === 0 ? 'now' : '-' + s + 's'));
   }
   let d = '', pen = false;
   for (let i = 0; i < t.length; i++) {
-    if (ys[i] === null || now - t[i] > SPAN_S * 1000) { pen = false; continue; }
+    if (ys[i] === null || now - t[i] > span * 1000) { pen = false; continue; }
     d += (pen ? 'L' : 'M') + x(t[i]).toFixed(1) + ' ' + y(ys[i]).toFixed(1);
     pen = true;
   }
@@ -135,8 +143,8 @@ function renderCharts(tenants) {
       card.append(charts); grid.append(card); cards.set(t.name, c);
     }
     c.sub.textContent = t.objective ? 'LC · objective ' + num(t.objective.iops) + ' IOPS at p95 ≤ ' + us(t.objective.p95Us) : 'BE · best effort';
-    drawChart(c.iops, t.series.t, t.series.iops, t.objective && t.objective.iops, '#2f6fde', (v) => v >= 10000 ? num(v / 1000) + 'k' : num(v));
-    drawChart(c.p95, t.series.t, t.series.p95Us, t.objective && t.objective.p95Us, '#c98a06', (v) => num(v));
+    drawChart(c.iops, t.series.t, t.series.iops, t.objective && t.objective.iops, '#2f6fde', (v) => v >= 10000 ? num(v / 1000, v % 1000 === 0 ? 0 : 1) + 'k' : num(v));
+    drawChart(c.p95, t.series.t, t.series.p95Us, t.objective && t.objective.p95Us, '#c98a06', (v) => num(v, v % 1 === 0 ? 0 : 1));
   }
 }
 

@@ -4,48 +4,14 @@
  * serve` with its admin API (killed, restarted on the same data directory).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../../src/control/store.ts';
 import { makeControl } from '../unit/control-fixture.ts';
-
-const NODE = process.execPath;
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-function waitForLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    let errText = '';
-    const timer = setTimeout(() => reject(new Error(`no line matching ${re} in ${timeoutMs} ms; stdout: ${buf}; stderr: ${errText}`)), timeoutMs);
-    child.stderr?.on('data', (c: Buffer) => (errText += c.toString()));
-    const onData = (c: Buffer): void => {
-      buf += c.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        resolve(m);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`child exited (${code}) before ${re}; stdout: ${buf}; stderr: ${errText}`));
-    });
-  });
-}
-
-function killed(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
+import { NODE, ROOT, api, killed, serve, waitForLine } from './control-helpers.ts';
 
 test('store: every change whose save returned survives a SIGKILL right after it', async () => {
   for (const killAfter of [0, 4]) {
@@ -71,23 +37,6 @@ test('store: every change whose save returned survives a SIGKILL right after it'
     store.close();
   }
 });
-
-async function api(base: string, token: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const r = await fetch(base + p, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, body: await r.json() };
-}
-
-function serve(dataDir: string): { child: ChildProcess; admin: Promise<string> } {
-  const child = spawn(NODE, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--memory', '64M', '--data-dir', dataDir, '--admin-port', '0', '--port', '0', '--workers', '1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const admin = waitForLine(child, /admin API and status page: (http:\/\/[\d.]+:\d+)\//).then((m) => m[1]);
-  return { child, admin };
-}
 
 test('server: tenants, objectives and credentials registered over the admin API survive SIGKILL and restart', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-serve-persist-'));
