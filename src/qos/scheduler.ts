@@ -22,7 +22,12 @@
  *    min(need, pool left), issues while its head request's cost fits, and
  *    saves what it could not spend, capped at its remaining queued demand.
  *    Tokens a tenant cannot keep (its queue emptied) go back to the bucket.
- * 3. `bucket.endRound(workerIndex)`; see global-bucket.ts for the reset rule.
+ * 3. Spare to LC. Tokens still in the pool after the BE sub-round (idle
+ *    tenants' rates, BE surplus) go to LC tenants that still have queued
+ *    requests: an LC objective is a floor, not a cap, and Poisson arrivals
+ *    at exactly the reserved rate would otherwise queue without bound. What
+ *    is left then goes to the global bucket.
+ * 4. `bucket.endRound(workerIndex)`; see global-bucket.ts for the reset rule.
  *
  * Scale: a round touches only *active* tenants (queued work, or an LC tenant
  * still in deficit), through two active lists with O(1) removal. Idle
@@ -258,7 +263,6 @@ export class Scheduler<T> {
         credit -= give;
       }
       t.credit = credit;
-      if (q.length === 0 && credit >= 0) retire.push(t);
     }
     this.totalQueued -= issued;
 
@@ -315,10 +319,34 @@ export class Scheduler<T> {
       }
       this.totalQueued -= beIssued;
       issued += beIssued;
-      if (this.bucket !== null) this.putBack(unspent + pool);
-    } else if (this.bucket !== null) {
-      this.putBack(pool);
+      pool += unspent;
     }
+
+    // 3. Spare to LC tenants still waiting. Capacity nobody used this round
+    //    (idle tenants' rates, BE surplus) lets an LC tenant run past its own
+    //    rate instead of queueing: its reservation is a floor, not a cap, and
+    //    the total stays within the device rate. Arrivals at exactly the
+    //    reserved rate would otherwise queue without bound.
+    let spareIssued = 0;
+    for (let i = 0; i < lc.length && pool >= 1; i++) {
+      const t = lc[i];
+      const q = t.queue;
+      while (q.length > 0) {
+        const cost = q.headCost();
+        if (cost > pool) break;
+        const item = q.shift();
+        pool -= cost;
+        t.issuedCount++;
+        t.issuedCost += cost;
+        this.issuedCost += cost;
+        spareIssued++;
+        issue(item);
+      }
+    }
+    this.totalQueued -= spareIssued;
+    issued += spareIssued;
+    for (let i = 0; i < lc.length; i++) if (lc[i].queue.length === 0 && lc[i].credit >= 0) retire.push(lc[i]);
+    if (this.bucket !== null) this.putBack(pool);
 
     for (let i = 0; i < retire.length; i++) this.deactivate(retire[i]);
     retire.length = 0;
