@@ -61,7 +61,7 @@ export interface NbdTestServer {
   uri(exportName: string): string;
 }
 
-/** Two workers over a 256 MiB memory device; exports vol1 (the default) and vol2 (64 MiB at 128 MiB). */
+/** Two workers over a 256 MiB memory device; exports vol1 (the default, 128 MiB at 0) and vol2 (64 MiB at 128 MiB). */
 export async function startNbdTestServer(memory = '256M'): Promise<NbdTestServer> {
   const srv = await startServer(
     resolveConfig(
@@ -70,7 +70,7 @@ export async function startNbdTestServer(memory = '256M'): Promise<NbdTestServer
         workers: 2,
         nbdPort: 0,
         ports: [
-          { port: 0, tenant: 'vol1' },
+          { port: 0, tenant: 'vol1', volumeOffset: '0', volumeSize: '128M' },
           { port: 0, tenant: 'vol2', volumeOffset: '128M', volumeSize: '64M' },
         ],
       },
