@@ -39,8 +39,11 @@
  * cost therefore does not grow with registered-but-idle tenants.
  *
  * Decisions:
- * - dt is capped at maxRoundNs (default 1 ms): a worker that stalled does
- *   not come back with a burst of catch-up credit.
+ * - dt is capped at maxRoundNs (default 10 ms): a worker that stalled does
+ *   not come back with a burst of catch-up credit. The data plane runs
+ *   rounds when work arrives, and a loaded event loop delivers it in bunches
+ *   a few ms apart; a cap near 1 ms would silently take most of an LC
+ *   tenant's reservation away (test/unit/qos-spare-to-lc.test.ts).
  * - An LC tenant whose queue empties while in deficit stays active until
  *   its credit is back to ≥ 0, so it repays the burst before its rate flows
  *   to BE again.
@@ -112,7 +115,7 @@ export interface SchedulerOptions {
   nowNs: number;
   /** false: pass-through, no rate control (`--no-qos`). Default true. */
   qos?: boolean;
-  /** Longest dt a round accounts for. Default 1 ms. */
+  /** Longest dt a round accounts for. Default 10 ms. */
   maxRoundNs?: number;
 }
 
@@ -153,7 +156,7 @@ export class Scheduler<T> {
     this.bucket = opts.bucket;
     this.workerIndex = opts.workerIndex;
     this.qos = opts.qos ?? true;
-    this.maxRoundNs = opts.maxRoundNs ?? 1_000_000;
+    this.maxRoundNs = opts.maxRoundNs ?? 10_000_000;
     this.lastNs = opts.nowNs;
   }
 

@@ -116,9 +116,10 @@ test('BE: saved tokens are capped at queued demand, so an idle spell builds no b
   s.round(1000 * US, () => {});
   assert.equal(s.tenant(1)!.credit, 0);
   assert.equal(s.activeCount(), 0);
-  // Idle for a second, then a backlog: the first round accounts at most maxRoundNs (1 ms) of rate.
+  // Idle for a second, then a backlog: the first round accounts at most maxRoundNs (10 ms) of rate,
+  // 100 reads, not the 10,000 a whole idle second would buy.
   for (let i = 0; i < 1000; i++) s.enqueue(1, i, READ);
-  assert.equal(s.round(1000 * US + 1e9, () => {}), 10, 'no catch-up burst for the idle second');
+  assert.equal(s.round(1000 * US + 1e9, () => {}), 100, 'no catch-up burst for the idle second');
   const n = s.round(1000 * US + 1e9 + 100 * US, () => {});
   assert.equal(n, 1);
 });

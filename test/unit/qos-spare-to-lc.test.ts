@@ -13,8 +13,8 @@ import { SeededRandom } from '../../src/storage/simulated-ssd.ts';
 const READ = 100;
 const WRITE = 1000;
 
-function scheduler(): Scheduler<number> {
-  return new Scheduler<number>({ readCost4k: READ, writeCost4k: WRITE, bucket: GlobalBucket.create(1), workerIndex: 0, nowNs: 0 });
+function scheduler(maxRoundNs?: number): Scheduler<number> {
+  return new Scheduler<number>({ readCost4k: READ, writeCost4k: WRITE, bucket: GlobalBucket.create(1), workerIndex: 0, nowNs: 0, maxRoundNs });
 }
 
 test('LC with Poisson arrivals at exactly its rate, BE registered but idle: the queue stays short', () => {
@@ -52,4 +52,31 @@ test('without spare (BE saturating), LC keeps to its own rate and BE keeps the r
   // One second: LC 4,000 (+ its 1,000-request deficit burst), BE 6,000.
   assert.ok(lc >= 4_900 && lc <= 5_100, `LC issued ${lc}`);
   assert.ok(be >= 5_900 && be <= 6_100, `BE issued ${be}`);
+});
+
+test('rounds that come late (a busy event loop) still credit LC for the whole gap, up to the round cap', () => {
+  // The data plane runs rounds when work arrives; under load the event loop
+  // delivers it in bunches several ms apart. The gate's cap (10 ms) must not
+  // eat the LC tenant's reservation, while BE saturates the device.
+  const run = (maxRoundNs: number): number => {
+    const s = scheduler(maxRoundNs);
+    s.addTenant({ id: 1, kind: 'LC', rateTokensPerSec: 400_000 });
+    s.addTenant({ id: 2, kind: 'BE', rateTokensPerSec: 600_000 });
+    for (let i = 0; i < 200_000; i++) s.enqueue(2, 2, READ);
+    const rng = new SeededRandom(11);
+    let lc = 0;
+    let next = 0;
+    for (let t = 0; t <= 10e9; t += 2_000_000 + Math.floor(rng.next() * 3_000_000)) {
+      while (next <= t) {
+        s.enqueue(1, 1, READ);
+        next += rng.exp(263_000); // 3,800 reads/s: 95% of the reservation
+      }
+      s.round(t, (x) => (x === 1 ? lc++ : undefined));
+    }
+    return lc;
+  };
+  const withGateCap = run(10_000_000);
+  assert.ok(withGateCap >= 37_000, `LC issued ${withGateCap} of ~38,000 with a 10 ms cap`);
+  const withTinyCap = run(1_000_000);
+  assert.ok(withTinyCap < 30_000, `a 1 ms cap should starve LC here (issued ${withTinyCap})`);
 });
