@@ -63,22 +63,16 @@ interface Immediate {
   contextId: number;
 }
 
-// The export table depends only on the worker's volumes: build it once per map.
-const exportTables = new WeakMap<ReadonlyMap<string, ExportedVolume>, VolumeExports>();
-
+// Built per connection: the control plane changes the worker's volumes at run
+// time, and a table of a few exports costs nothing next to a handshake.
 function exportsFor(ctx: FrontEndContext): VolumeExports {
-  let t = exportTables.get(ctx.volumes);
-  if (t === undefined) {
-    t = new VolumeExports(ctx.volumes, ctx.plane.engine.blockSize, ctx.maxRequestBytes);
-    exportTables.set(ctx.volumes, t);
-  }
-  return t;
+  return new VolumeExports(ctx.volumes, ctx.plane.engine.blockSize, ctx.maxRequestBytes);
 }
 
 export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable {
   private readonly socket: Socket;
   private readonly ctx: FrontEndContext;
-  private readonly plane: DataPlane;
+  private plane: DataPlane;
   private readonly exports: VolumeExports;
   private handshake: NbdHandshake | null;
   private parser: NbdRequestParser | null = null;
@@ -171,6 +165,8 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     this.structured = session.structuredReplies;
     this.volume = e.volume;
     this.tenant = e.volume.tenant;
+    // Requests go to the device that holds this volume.
+    this.plane = e.volume.plane;
     this.socket.setTimeout(0);
     this.plane.counters.add(this.tenant, Field.CONNECTIONS, 1);
     this.ctx.onAttach(this.tenant);
