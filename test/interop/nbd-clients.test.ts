@@ -101,7 +101,7 @@ test('fio nbd engine: random writes with crc32c verification', { timeout: 60_000
   const { stdout } = await run('fio', [
     '--name=nbd-verify', '--ioengine=nbd', `--uri=${server.uri('vol2')}`,
     '--rw=randwrite', '--bs=4k', '--size=16m', '--iodepth=16',
-    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json',
+    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json',
   ]);
   const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
   assert.equal(job.error, 0);
