@@ -4,6 +4,9 @@ import { readConfigFile, resolveConfig, type RawConfig } from '../control/config
 import { startServer } from '../dataplane/server.ts';
 import { UsageError } from './usage-error.ts';
 
+/** The admin API's default port (the CLI's --admin default too). */
+const DEFAULT_ADMIN_PORT = 7070;
+
 const HELP = `usage: reflex serve [options]
 
   --config FILE        JSON config (device, ports with tenants and objectives)
@@ -23,7 +26,8 @@ const HELP = `usage: reflex serve [options]
                        export names are tenant names
   --attach-port N      data port without a tenant: clients HELLO, then ATTACH
                        with a tenant credential (HMAC challenge-response)
-  --admin-port N       admin API, metrics and status page (HTTP; suggested 7070)
+  --admin-port N       admin API, metrics and status page (default 7070)
+  --no-admin           no admin API
   --admin-token T      admin bearer token (default: <data-dir>/admin.token, created)
   --tls-cert FILE      PEM certificate: TLS on data and admin ports
   --tls-key FILE       PEM private key for --tls-cert
@@ -58,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'no-persist': { type: 'boolean' },
+      'no-admin': { type: 'boolean' },
       faults: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -80,6 +85,8 @@ export async function run(argv: string[]): Promise<number> {
   if (values['no-qos']) raw.qos = false;
   if (values['attach-port'] !== undefined) raw.attachPort = intArg('--attach-port', values['attach-port']);
   if (values['admin-port'] !== undefined) raw.adminPort = intArg('--admin-port', values['admin-port']);
+  else if (raw.adminPort === undefined && !values['no-admin']) raw.adminPort = DEFAULT_ADMIN_PORT;
+  if (values['no-admin']) delete raw.adminPort;
   if (values['admin-token'] !== undefined) raw.adminToken = values['admin-token'];
   if (values['tls-cert'] !== undefined) raw.tlsCert = values['tls-cert'];
   if (values['tls-key'] !== undefined) raw.tlsKey = values['tls-key'];
