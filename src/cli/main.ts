@@ -3,16 +3,12 @@
  * `reflex` command line: one entry, one module per subcommand, loaded lazily
  * so `reflex serve` does not pay for the load generator and vice versa.
  */
-// Variable specifiers: these modules are built alongside and load only when called.
-const TENANT = './tenant.ts';
-const VOLUME = './volume.ts';
-
 const COMMANDS: Record<string, { about: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
   serve: { about: 'run the flash server', load: () => import('./serve.ts') },
   bench: { about: 'load generator: measure a server (or a local device with --local)', load: () => import('./bench.ts') },
   calibrate: { about: 'measure a device and write its QoS device model', load: () => import('./calibrate.ts') },
-  tenant: { about: 'create, list, update and remove tenants (admin API)', load: () => import(TENANT) },
-  volume: { about: 'create, list and remove volumes (admin API)', load: () => import(VOLUME) },
+  tenant: { about: 'create, list, update and remove tenants (admin API)', load: () => import('./tenant.ts') },
+  volume: { about: 'create, list and remove volumes (admin API)', load: () => import('./volume.ts') },
 };
 
 function usage(): string {

@@ -83,9 +83,8 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 async function openStore(config: ServerConfig): Promise<RegistryStore | null> {
   if (!config.persist) return null;
   fs.mkdirSync(config.dataDir, { recursive: true });
-  const specifier = '../control/store.ts';
-  const mod = (await import(specifier)) as { SqliteStore: new (file: string) => RegistryStore };
-  return new mod.SqliteStore(path.join(config.dataDir, 'registry.db'));
+  const { SqliteStore } = await import('../control/store.ts');
+  return new SqliteStore(path.join(config.dataDir, 'registry.db'));
 }
 
 /** Config-file tenants go through the same registration path as the admin API. */
@@ -298,11 +297,7 @@ function drainWorker(w: Worker, timeoutMs: number): Promise<void> {
 
 /** The admin API (its module is loaded only when an admin port is configured). */
 async function startAdmin(config: ServerConfig, control: ControlPlane): Promise<{ port: number; token: string; close(): Promise<void> }> {
-  const specifier = '../control/admin-api.ts';
-  const mod = (await import(specifier)) as {
-    startAdminServer(o: { control: ControlPlane; host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } }): Promise<{ port: number; close(): Promise<void> }>;
-    loadOrCreateAdminToken(dataDir: string, given?: string): string;
-  };
+  const mod = await import('../control/admin-api.ts');
   const token = mod.loadOrCreateAdminToken(config.dataDir, config.adminToken ?? undefined);
   const opts: { control: ControlPlane; host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } } = { control, host: config.host, port: config.adminPort!, token };
   if (config.tls) opts.tls = { cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) };
