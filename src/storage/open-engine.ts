@@ -48,19 +48,14 @@ async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
   }
 }
 
-/** Loads the io_uring engine if its module and the native addon are present. */
+/** The io_uring engine, or why not (no addon, io_uring disabled, REFLEX_NO_URING=1, ...). */
 async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>): Promise<{ engine?: Engine; reason: string }> {
   try {
-    // A variable specifier: the module is optional and may not exist in every build.
-    const specifier = './uring-engine.ts';
-    const mod = (await import(specifier)) as unknown as {
-      openUringEngine?: (path: string, o: { size?: number; create?: boolean }) => Promise<Engine> | Engine;
-    };
-    if (typeof mod.openUringEngine !== 'function') return { reason: 'io_uring engine not built into this version' };
+    const { UringEngine } = await import('./uring-engine.ts');
     const o: { size?: number; create?: boolean } = {};
     if (spec.size !== undefined) o.size = spec.size;
     if (spec.create !== undefined) o.create = spec.create;
-    return { engine: await mod.openUringEngine(spec.path, o), reason: '' };
+    return { engine: UringEngine.open(spec.path, o), reason: '' };
   } catch (err) {
     return { reason: (err as Error).message };
   }
