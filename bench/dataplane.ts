@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { barChart } from './lib/svg-chart.ts';
+import { barChart } from '../src/report/index.ts';
 import { freePort, runCommand, startChild, type RunningChild } from './lib/processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -47,7 +47,7 @@ async function bench(port: number, args: string[]): Promise<Row> {
 
 async function server(args: string[]): Promise<{ child: RunningChild; port: number }> {
   const port = await freePort();
-  const child = await startChild([NODE, CLI, 'serve', '--workers', '1', '--port', String(port), ...args], SERVER_CPU, /reflex: serving/);
+  const child = await startChild([NODE, CLI, 'serve', '--workers', '1', '--port', String(port), '--no-admin', '--no-persist', ...args], SERVER_CPU, /data-plane worker/);
   return { child, port };
 }
 
@@ -133,6 +133,7 @@ function chart(t: Record<string, unknown>, l: Record<string, unknown>): string {
   const b = l.tcpPingPong as { avgUs: number; p50Us: number; p99Us: number };
   const left = barChart({
     title: '4 KiB random read, null engine, 1 server core',
+    xLabel: '',
     yLabel: 'IOPS',
     categories: ['IOPS', 'IOPS per server core'],
     series: [{ name: 'reflex', values: [tm.iops, tm.iopsPerServerCore] }],
@@ -140,6 +141,7 @@ function chart(t: Record<string, unknown>, l: Record<string, unknown>): string {
   });
   const right = barChart({
     title: 'QD1 4 KiB read round trip (µs)',
+    xLabel: '',
     yLabel: 'latency (µs)',
     categories: ['avg', 'p50', 'p99'],
     series: [

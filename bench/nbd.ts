@@ -160,7 +160,7 @@ async function main(): Promise<void> {
   const starters: [string, Starter][] = [
     ['reflex', async () => {
       const port = await freePort();
-      return startPinned('reflex', [CLI, 'serve', '--memory', '1G', '--workers', '1', '--port', String(await freePort()), '--nbd-port', String(port)], port, '');
+      return startPinned('reflex', [CLI, 'serve', '--memory', '1G', '--workers', '1', '--port', String(await freePort()), '--nbd-port', String(port), '--no-admin', '--no-persist'], port, '');
     }],
     ['nbdkit', async () => {
       const port = await freePort();

@@ -109,7 +109,7 @@ async function runMode(qos: boolean, client: string, file: string): Promise<Outc
       })),
     }),
   );
-  const server = await startChild([path.join(root, 'bin/reflex'), 'serve', '--config', cfgFile], 0, /worker\(s\)/);
+  const server = await startChild([path.join(root, 'bin/reflex'), 'serve', '--config', cfgFile, '--no-admin'], 0, /worker\(s\)/);
   try {
     const runs = tenants.map(async (t, i): Promise<Outcome> => {
       if (t.class === 'LC') {

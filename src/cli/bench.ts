@@ -58,6 +58,8 @@ export async function run(argv: string[]): Promise<number> {
         'no-hello': { type: 'boolean' },
         'sector-size': { type: 'string' },
         local: { type: 'string' },
+        'local-size': { type: 'string' },
+        engine: { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -72,7 +74,6 @@ export async function run(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (values.local !== undefined) throw new UsageError('--local is not available yet');
   if (values.random && values.seq) throw new UsageError('--random and --seq: pick one');
   if (values.iops !== undefined && values.sweep !== undefined) throw new UsageError('--iops and --sweep: pick one');
   const rates = values.sweep !== undefined ? values.sweep.split(',').map((s) => num('--sweep', s, 1)) : values.iops !== undefined ? [num('--iops', values.iops, 1)] : [];
@@ -88,6 +89,7 @@ export async function run(argv: string[]): Promise<number> {
       sectorSize: int('--sector-size', values['sector-size'] ?? '512', 1),
       timeoutMs: int('--timeout-ms', values['timeout-ms'] ?? '10000', 0),
     },
+    local: values.local !== undefined ? { path: values.local, size: values['local-size'] !== undefined ? sizeArg('--local-size', values['local-size']) : undefined, engine: engineArg(values.engine) } : undefined,
     connections: int('--conns', values.conns ?? '1', 1),
     threads: int('--threads', values.threads ?? '1', 1),
     span,
@@ -117,6 +119,12 @@ export async function run(argv: string[]): Promise<number> {
     console.log(formatTable(outcome.rows));
   }
   return outcome.rows.some((r) => r.completed === 0) ? 1 : 0;
+}
+
+function engineArg(v: string | undefined): 'auto' | 'uring' | 'fs' {
+  if (v === undefined) return 'auto';
+  if (v !== 'auto' && v !== 'uring' && v !== 'fs') throw new UsageError(`--engine: "${v}" must be auto, uring or fs`);
+  return v;
 }
 
 function num(name: string, text: string, min = -Infinity, max = Infinity): number {

@@ -9,6 +9,8 @@ import { STATUS_NAMES } from '../protocol/reflex-constants.ts';
 import { LocalStatus } from '../client/errors.ts';
 import { decodeHistogram, mergeHistograms, summarize, type Histogram } from './histogram.ts';
 import { NetworkTarget, type NetworkTargetOptions } from './network-target.ts';
+import { LocalTarget } from './local-target.ts';
+import type { IoTarget } from './target.ts';
 import { runSequence, type PhasePlan } from './phases.ts';
 import type { Progress } from './generator.ts';
 import { processCpuSeconds } from './proc-cpu.ts';
@@ -16,6 +18,8 @@ import type { BenchRow } from './report.ts';
 
 export interface BenchOptions {
   target: Omit<NetworkTargetOptions, 'connections' | 'maxLength' | 'span'>;
+  /** Drive this file or block device directly through the storage engine instead of a server. */
+  local?: { path: string; size?: number; engine?: 'auto' | 'uring' | 'fs' };
   connections: number;
   threads: number;
   /** Bytes touched; default the whole volume. */
@@ -63,8 +67,12 @@ interface Merged {
 export async function runBench(o: BenchOptions, progress?: (phase: number, p: Progress) => void): Promise<BenchOutcome> {
   if (!Number.isInteger(o.threads) || o.threads < 1) throw new RangeError(`threads ${o.threads} must be >= 1`);
   if (o.connections < o.threads) throw new RangeError(`${o.connections} connection(s) cannot be shared by ${o.threads} threads`);
+  if (o.local !== undefined && o.threads !== 1) throw new RangeError('--local runs in one thread');
   // One connection in this thread learns the volume size and sector size.
-  const probe = await NetworkTarget.open({ ...o.target, connections: o.threads === 1 ? o.connections : 1, span: o.span, maxLength: o.size });
+  const probe: IoTarget =
+    o.local !== undefined
+      ? await LocalTarget.open({ ...o.local, lanes: o.connections, maxLength: o.size })
+      : await NetworkTarget.open({ ...o.target, connections: o.threads === 1 ? o.connections : 1, span: o.span, maxLength: o.size });
   const span = o.span ?? probe.size;
   if (span > probe.size) {
     await probe.close();
