@@ -1,0 +1,199 @@
+/**
+ * Remote ≈ local, measured (`npm run bench:remote-vs-local`).
+ *
+ * On one file on this machine's disk, with O_DIRECT, 4 KiB random reads at
+ * queue depths 1, 8, 32 and 128, and a 70/30 read/write mix at depth 32:
+ *
+ *   local   `reflex bench --local FILE`: the server's storage engine driven
+ *           directly by the load generator (no network), pinned to CPU 1;
+ *   remote  the same generator through `reflex serve --device FILE` (one
+ *           worker pinned to CPU 0, QoS off), generator on CPU 1;
+ *   fio     fio's io_uring engine on the same file, pinned to CPU 1.
+ *
+ * plus a plain TCP ping-pong of the same size in the same run (the network
+ * floor for the depth-1 budget). Each point is the median of --reps runs.
+ * Writes results/remote-vs-local.json and results/remote-vs-local.svg
+ * (p95 latency against IOPS, three curves).
+ *
+ *   node bench/remote-vs-local.ts [--seconds 8] [--reps 3] [--file PATH] [--size 2G]
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { lineChart } from '../src/report/index.ts';
+import { freePort, runCommand, startChild } from './lib/processes.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const NODE = process.execPath;
+const CLI = path.join(ROOT, 'src/cli/main.ts');
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '8' },
+    reps: { type: 'string', default: '3' },
+    file: { type: 'string', default: path.join(ROOT, 'data/bench/remote-vs-local.img') },
+    size: { type: 'string', default: String(2 << 30) },
+    depths: { type: 'string', default: '1,8,32,128' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const REPS = Number(values.reps);
+const FILE = path.resolve(values.file!);
+const SIZE = Number(values.size);
+const DEPTHS = values.depths!.split(',').map(Number);
+
+interface Point {
+  iops: number;
+  p50Us: number;
+  p95Us: number;
+  p99Us: number;
+  serverCpuSec?: number;
+}
+
+interface Workload {
+  name: string;
+  qd: number;
+  readPct: number;
+}
+
+const WORKLOADS: Workload[] = [...DEPTHS.map((qd) => ({ name: `randread qd${qd}`, qd, readPct: 100 })), { name: 'rw70/30 qd32', qd: 32, readPct: 70 }];
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+function medianPoint(ps: Point[]): Point {
+  const out: Point = { iops: median(ps.map((p) => p.iops)), p50Us: median(ps.map((p) => p.p50Us)), p95Us: median(ps.map((p) => p.p95Us)), p99Us: median(ps.map((p) => p.p99Us)) };
+  if (ps[0].serverCpuSec !== undefined) out.serverCpuSec = median(ps.map((p) => p.serverCpuSec!));
+  return out;
+}
+
+/** Every block written once: reads of holes never reach the disk. */
+async function prepare(): Promise<void> {
+  fs.mkdirSync(path.dirname(FILE), { recursive: true });
+  if (fs.existsSync(FILE) && fs.statSync(FILE).size >= SIZE && fs.statSync(FILE).blocks * 512 >= SIZE * 0.99) return;
+  process.stderr.write(`remote-vs-local: filling ${FILE} (${SIZE >> 20} MiB) with fio\n`);
+  await runCommand(['fio', '--name=fill', `--filename=${FILE}`, '--rw=write', '--bs=1M', `--size=${SIZE}`, '--direct=1', '--ioengine=psync', '--output-format=terse'], null);
+}
+
+interface BenchJson {
+  results: Array<{ achievedIops: number; errors: number; serverCpuSec?: number; latencyUs: { p50: number; p95: number; p99: number } }>;
+}
+
+function fromBench(out: string): Point {
+  const r = (JSON.parse(out) as BenchJson).results[0];
+  if (r.errors > 0) throw new Error(`the load generator saw ${r.errors} errors`);
+  const p: Point = { iops: r.achievedIops, p50Us: r.latencyUs.p50, p95Us: r.latencyUs.p95, p99Us: r.latencyUs.p99 };
+  if (r.serverCpuSec !== undefined) p.serverCpuSec = r.serverCpuSec;
+  return p;
+}
+
+const loadArgs = (w: Workload): string[] => ['--qd', String(w.qd), '--conns', '1', '--read-pct', String(w.readPct), '--size', '4096', '--duration', String(SECONDS), '--warmup', '2', '--json', '--quiet'];
+
+async function local(w: Workload): Promise<Point> {
+  return fromBench(await runCommand([NODE, CLI, 'bench', '--local', FILE, ...loadArgs(w)], 1));
+}
+
+async function remote(w: Workload, port: number, pid: number): Promise<Point> {
+  return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--server-pid', String(pid), ...loadArgs(w)], 1));
+}
+
+async function fio(w: Workload): Promise<Point> {
+  const out = await runCommand(
+    [
+      'fio', '--name=ref', `--filename=${FILE}`, '--ioengine=io_uring', '--direct=1', '--bs=4k', `--size=${SIZE}`,
+      w.readPct === 100 ? '--rw=randread' : '--rw=randrw', `--rwmixread=${w.readPct}`, `--iodepth=${w.qd}`,
+      '--time_based', `--runtime=${SECONDS}`, '--ramp_time=2', '--norandommap', '--randrepeat=0', '--output-format=json',
+    ],
+    1,
+  );
+  const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: FioDir; write: FioDir }> }).jobs[0];
+  // Latency is the reads' (what the objectives speak of); IOPS counts both directions.
+  const pct = job.read.clat_ns.percentile;
+  return { iops: job.read.iops + job.write.iops, p50Us: pct['50.000000'] / 1000, p95Us: pct['95.000000'] / 1000, p99Us: pct['99.000000'] / 1000 };
+}
+
+interface FioDir {
+  iops: number;
+  clat_ns: { percentile: Record<string, number> };
+}
+
+async function pingPong(): Promise<Point> {
+  const port = await freePort();
+  const child = await startChild([NODE, path.join(ROOT, 'bench/lib/pingpong-server.ts'), String(port), '4096'], 0, /ready/);
+  try {
+    return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--no-hello', '--span', '1G', ...loadArgs({ name: 'pp', qd: 1, readPct: 100 })], 1));
+  } finally {
+    await child.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(path.join(ROOT, 'results'), { recursive: true });
+  await prepare();
+  const runs: Record<string, { local: Point[]; remote: Point[]; fio: Point[] }> = {};
+  const tcp: Point[] = [];
+  for (const w of WORKLOADS) runs[w.name] = { local: [], remote: [], fio: [] };
+  for (let rep = 0; rep < REPS; rep++) {
+    process.stderr.write(`remote-vs-local: repetition ${rep + 1}/${REPS}\n`);
+    tcp.push(await pingPong());
+    for (const w of WORKLOADS) {
+      runs[w.name].fio.push(await fio(w));
+      runs[w.name].local.push(await local(w));
+      const port = await freePort();
+      const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist'], 0, /data-plane worker/);
+      try {
+        runs[w.name].remote.push(await remote(w, port, server.pid));
+      } finally {
+        await server.stop();
+      }
+      const last = (k: 'local' | 'remote' | 'fio'): string => `${Math.round(runs[w.name][k].at(-1)!.iops)}`;
+      process.stderr.write(`  ${w.name}: fio ${last('fio')}, local ${last('local')}, remote ${last('remote')} IOPS\n`);
+    }
+  }
+  const table: Array<Record<string, unknown>> = [];
+  const tcpP50 = median(tcp.map((p) => p.p50Us));
+  for (const w of WORKLOADS) {
+    const l = medianPoint(runs[w.name].local);
+    const r = medianPoint(runs[w.name].remote);
+    const f = medianPoint(runs[w.name].fio);
+    table.push({ workload: w.name, fio: f, local: l, remote: r, localVsFio: l.iops / f.iops, remoteVsLocal: r.iops / l.iops });
+  }
+  const lines = ['workload         fio IOPS  p50   p95 | local IOPS  p50   p95 | remote IOPS  p50   p95 | local/fio remote/local'];
+  for (const row of table) {
+    const f = row.fio as Point;
+    const l = row.local as Point;
+    const r = row.remote as Point;
+    const c = (p: Point): string => `${String(Math.round(p.iops)).padStart(8)} ${p.p50Us.toFixed(0).padStart(5)} ${p.p95Us.toFixed(0).padStart(5)}`;
+    lines.push(`${String(row.workload).padEnd(15)} ${c(f)} | ${c(l).padStart(21)} | ${c(r).padStart(22)} | ${(row.localVsFio as number).toFixed(3).padStart(8)} ${(row.remoteVsLocal as number).toFixed(3).padStart(10)}`);
+  }
+  const qd1 = table.find((t) => t.workload === 'randread qd1');
+  if (qd1) {
+    const l = qd1.local as Point;
+    const r = qd1.remote as Point;
+    lines.push(`depth 1: remote p50 ${r.p50Us.toFixed(1)} µs vs budget local p50 ${l.p50Us.toFixed(1)} + TCP round trip p50 ${tcpP50.toFixed(1)} + 15 = ${(l.p50Us + tcpP50 + 15).toFixed(1)} µs`);
+  }
+  console.log(lines.join('\n'));
+  const reads = table.filter((t) => String(t.workload).startsWith('randread'));
+  const curve = (k: 'fio' | 'local' | 'remote'): [number, number][] => reads.map((t) => [(t[k] as Point).iops, (t[k] as Point).p95Us]);
+  fs.writeFileSync(
+    path.join(ROOT, 'results/remote-vs-local.svg'),
+    lineChart({
+      title: `4 KiB random reads, O_DIRECT, QD ${DEPTHS.join('/')}: p95 against IOPS (median of ${REPS})`,
+      xLabel: 'IOPS',
+      yLabel: 'p95 latency (µs)',
+      yLog: true,
+      series: [
+        { name: 'fio io_uring', points: curve('fio') },
+        { name: 'reflex local engine', points: curve('local') },
+        { name: 'reflex remote (1 server core)', points: curve('remote') },
+      ],
+    }),
+  );
+  fs.writeFileSync(path.join(ROOT, 'results/remote-vs-local.json'), JSON.stringify({ file: FILE, seconds: SECONDS, reps: REPS, tcpPingPong: { p50Us: tcpP50, runs: tcp }, table, runs }, null, 2));
+  console.log('wrote results/remote-vs-local.json and results/remote-vs-local.svg');
+}
+
+await main();
