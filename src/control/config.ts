@@ -272,7 +272,8 @@ function deviceSpec(
   if (d.null !== undefined) return { kind: 'null', size: parseSize(d.null, `${where}.null`) };
   if (d.device !== undefined) {
     const spec: DeviceSpec = { kind: 'file', path: path.resolve(d.device) };
-    if (d.deviceSize !== undefined) spec.size = parseSize(d.deviceSize, `${where}.deviceSize`);
+    // With a size, a missing regular file is created (sparse), as for the embedded default.
+    if (d.deviceSize !== undefined) Object.assign(spec, { size: parseSize(d.deviceSize, `${where}.deviceSize`), create: true });
     return spec;
   }
   return {
