@@ -17,6 +17,7 @@
  *   one periodic sweep stops at the first request not yet due.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { FrameParser, responsePayload, writeHeader, lo32, hi32, OPCODE_MASK, type Frame, type FrameSink } from '../protocol/reflex-codec.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus } from '../protocol/reflex-constants.ts';
 import { assert } from '../util/assert.ts';
@@ -40,6 +41,8 @@ export interface ConnectionOptions {
   firstHandle?: number;
   /** Connect timeout in ms. Default 10000. */
   connectTimeoutMs?: number;
+  /** Speak TLS (a server started with --tls-cert): options for tls.connect, e.g. { ca }. */
+  tls?: tls.ConnectionOptions;
 }
 
 /** Payloads at least this large are sent by reference instead of copied into the slab. */
@@ -110,7 +113,8 @@ export class ClientConnection implements FrameSink {
   /** Connects; rejects with a ReflexConnectionError (code ECONNRESET) when it cannot. */
   static open(opts: ConnectionOptions): Promise<ClientConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: opts.host ?? '127.0.0.1', port: opts.port });
+      const host = opts.host ?? '127.0.0.1';
+      const socket: net.Socket = opts.tls ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...opts.tls, host, port: opts.port }) : net.connect({ host, port: opts.port });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new ReflexConnectionError('ECONNRESET', LocalStatus.CLOSED, `connect to ${opts.host ?? '127.0.0.1'}:${opts.port}: timed out`));
@@ -120,7 +124,7 @@ export class ClientConnection implements FrameSink {
         reject(new ReflexConnectionError('ECONNRESET', LocalStatus.CLOSED, `connect to ${opts.host ?? '127.0.0.1'}:${opts.port}: ${err.message}`));
       };
       socket.once('error', onError);
-      socket.once('connect', () => {
+      socket.once(opts.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.off('error', onError);
         resolve(new ClientConnection(socket, opts));

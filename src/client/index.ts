@@ -41,6 +41,8 @@ export interface ConnectOptions {
   sectorSize?: number;
   /** Ask the server for its parameters on connect. Default true. */
   hello?: boolean;
+  /** TLS options (tls.connect), for a server started with --tls-cert. */
+  tls?: import('node:tls').ConnectionOptions;
   /** Authenticate every connection as this tenant on this volume (HELLO + ATTACH). */
   attach?: AttachCredentials;
 }
@@ -232,6 +234,7 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
     port: opts.port,
     timeoutMs: opts.timeoutMs,
     sectorSize,
+    tls: opts.tls,
   });
   const client = new ReflexClient(pool, sectorSize);
   if (opts.hello ?? true) {
