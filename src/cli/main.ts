@@ -33,6 +33,9 @@ try {
   process.exitCode = await mod.run(rest);
 } catch (err) {
   const e = err as Error;
-  console.error(`reflex ${cmd}: ${e.name === 'ConfigError' || e.name === 'UsageError' ? e.message : (e.stack ?? e.message)}`);
+  // A user sees the reason; REFLEX_DEBUG=1 adds the stack for a bug report.
+  const code = (e as { code?: string }).code;
+  const hint = code === 'EADDRINUSE' ? ' (another server on that port? pick another with --port / --admin-port, or --no-admin)' : '';
+  console.error(`reflex ${cmd}: ${process.env.REFLEX_DEBUG === '1' ? (e.stack ?? e.message) : e.message}${hint}`);
   process.exitCode = 2;
 }
