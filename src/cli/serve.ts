@@ -105,7 +105,8 @@ export async function run(argv: string[]): Promise<number> {
   config.devices.forEach((d, i) => {
     const where = d.spec.kind === 'file' ? d.spec.path : `${d.spec.kind} device`;
     const table = server.control.registry.table(d.name);
-    const qos = config.qos ? `QoS on, device rate ${Math.round(table.deviceRate()).toLocaleString('en-US')} tokens/s` : 'QoS off';
+    const model = d.deviceModel ?? "the original's sample model (run `reflex calibrate` for yours)";
+    const qos = config.qos ? `QoS on, device rate ${Math.round(table.deviceRate()).toLocaleString('en-US')} tokens/s from ${model}` : 'QoS off';
     console.log(`reflex: device ${d.name}: ${where} (${server.control.registry.devices.get(d.name)!.size} bytes, engine ${server.engines[i]}), ${qos}`);
   });
   console.log(`reflex: ${config.workers} data-plane worker(s)`);

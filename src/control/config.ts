@@ -187,7 +187,9 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   const engine = (raw.engine ?? 'auto') as ServerConfig['engine'];
   if (!['auto', 'uring', 'fs'].includes(engine)) throw new ConfigError(`engine: "${raw.engine}" must be auto, uring or fs`);
 
-  const rawPorts = raw.ports ?? [{ port: DEFAULT_PORT }];
+  // No ports configured: the original's best-effort port, on the first half of
+  // the device; the other half stays free for volumes made through the admin API.
+  const rawPorts = raw.ports ?? [{ port: DEFAULT_PORT, tenant: 'default', volumeSize: HALF_DEVICE }];
   if (!Array.isArray(rawPorts) || rawPorts.length === 0) throw new ConfigError('ports: give at least one');
   const seen = new Set<number>();
   const ports = rawPorts.map((p, i): PortBinding => {
@@ -208,8 +210,8 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
       Object.assign(tenant, { iops: p.iops, p95Us: p.p95Us, readPct });
     }
     const offset = p.volumeOffset !== undefined ? parseSize(p.volumeOffset, `${where}.volumeOffset`) : 0;
-    const size = p.volumeSize !== undefined ? parseSize(p.volumeSize, `${where}.volumeSize`) : -1;
-    if (offset % sectorSize !== 0 || (size > 0 && size % sectorSize !== 0)) {
+    const size = p.volumeSize === HALF_DEVICE ? HALF : p.volumeSize !== undefined ? parseSize(p.volumeSize, `${where}.volumeSize`) : -1;
+    if (offset % sectorSize !== 0 || (size > 0 && size % sectorSize !== 0 && size !== HALF)) {
       throw new ConfigError(`${where}: volume offset and size must be multiples of the sector size ${sectorSize}`);
     }
     return { port: p.port, device, tenant, volume: { offset, size: p.volumeOffset === undefined && size < 0 ? AUTO_SPLIT : size } };
@@ -286,6 +288,9 @@ function deviceSpec(
 
 /** Marks a port that gave no volume range: it gets an equal share of its device. */
 export const AUTO_SPLIT = -2;
+/** The default port's volume: the first half of the device. */
+const HALF = -3;
+const HALF_DEVICE = 'half-device';
 
 /**
  * Fills in volume ranges once the device size is known, and checks them.
@@ -295,6 +300,9 @@ export const AUTO_SPLIT = -2;
  */
 export function settleVolumes(ports: PortBinding[], deviceSize: number, sectorSize: number, shareCount = 1, shareIndex = 0): PortBinding[] {
   return ports.map((p) => {
+    if (p.volume.size === HALF) {
+      return { ...p, volume: { offset: 0, size: Math.floor(deviceSize / 2 / sectorSize) * sectorSize } };
+    }
     if (p.volume.size === AUTO_SPLIT) {
       const part = Math.floor(deviceSize / shareCount / sectorSize) * sectorSize;
       return { ...p, volume: { offset: part * shareIndex, size: part } };
