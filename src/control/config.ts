@@ -214,7 +214,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     if (offset % sectorSize !== 0 || (size > 0 && size % sectorSize !== 0 && size !== HALF)) {
       throw new ConfigError(`${where}: volume offset and size must be multiples of the sector size ${sectorSize}`);
     }
-    return { port: p.port, device, tenant, volume: { offset, size: p.volumeOffset === undefined && size < 0 ? AUTO_SPLIT : size } };
+    return { port: p.port, device, tenant, volume: { offset, size: p.volumeOffset === undefined && size === -1 ? AUTO_SPLIT : size } };
   });
   const tls = raw.tlsCert !== undefined || raw.tlsKey !== undefined ? { cert: path.resolve(req(raw.tlsCert, 'tlsCert')), key: path.resolve(req(raw.tlsKey, 'tlsKey')) } : null;
   return {

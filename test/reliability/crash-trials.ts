@@ -145,7 +145,7 @@ export async function runCrashTrials(o: CrashOptions): Promise<CrashReport> {
   const state: BlockState[] = Array.from({ length: totalBlocks }, () => ({ acked: 0, inflight: 0 }));
   const report: CrashReport = { trials: 0, acknowledgedWrites: 0, flushesCompleted: 0, readsVerified: 0, inflightLanded: 0, lost: 0, readMismatches: 0, lossDetails: [], device };
   const rng = new Rng(o.seed);
-  const args = ['--device', device, '--size', '256M', '--port', '0', '--workers', '2', '--no-persist'];
+  const args = ['--device', device, '--size', '256M', '--port', '0', '--workers', '2', '--no-persist', '--no-admin'];
   let server: ServerProcess | null = null;
   try {
     for (let t = 0; t < o.trials; t++) {
