@@ -1,3 +1,4 @@
+import type { SecureContext } from 'node:tls';
 import type { DataPlane } from './data-plane.ts';
 
 /** A volume as a front end sees it: a tenant's byte range of the device. */
@@ -28,6 +29,11 @@ export interface FrontEndContext {
   isDraining: () => boolean;
   /** Called once when the connection is gone. */
   onClose: () => void;
+  /**
+   * TLS for STARTTLS (NBD), when the server has a certificate. When set, the
+   * front end requires TLS: no export is served over plaintext.
+   */
+  tls: SecureContext | null;
   /** Called when the connection is bound to a tenant (after negotiation). */
   onAttach: (tenant: number) => void;
 }

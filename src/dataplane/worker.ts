@@ -83,6 +83,7 @@ async function main(init: WorkerInit): Promise<void> {
   };
 
   const pemTls = init.tls ? { cert: fs.readFileSync(init.tls.cert), key: fs.readFileSync(init.tls.key) } : null;
+  const nbdTls = pemTls ? tls.createSecureContext(pemTls) : null;
   const makeServer = (onSocket: (s: net.Socket) => void): net.Server =>
     pemTls ? tls.createServer({ ...pemTls }, onSocket) : net.createServer({ noDelay: true }, onSocket);
 
@@ -194,10 +195,12 @@ async function main(init: WorkerInit): Promise<void> {
   let nbdPort: number | null = null;
   if (init.nbdPort !== null) {
     const { NbdConnection } = await import('../nbd/nbd-connection.ts');
+    // NBD negotiates TLS in-band (STARTTLS), so its listener is plain TCP.
     const server = net.createServer({ noDelay: true }, (socket) => {
       sockets.add(socket);
       new NbdConnection(socket, {
         plane: home,
+        tls: nbdTls,
         volumes,
         maxRequestBytes: NBD_MAX_PAYLOAD,
         maxOutstanding: init.maxOutstanding,
