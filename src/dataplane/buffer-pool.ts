@@ -6,16 +6,20 @@ const MIN_SHIFT = 9; // 512 B
  * Reuses transfer buffers by power-of-two size class, so the steady state
  * allocates nothing per request. Buffers come from the engine, which knows
  * the alignment it needs (O_DIRECT). Each class keeps at most `keep`
- * buffers; the rest go back to the garbage collector.
+ * buffers and at most `keepBytes` bytes, so a burst of large requests does
+ * not pin its memory after it is over; the rest go back to the collector.
  */
 export class BufferPool {
   private readonly classes: Buffer[][] = [];
   private readonly engine: Engine;
   private readonly keep: number;
 
-  constructor(engine: Engine, keep = 1024) {
+  private readonly keepBytes: number;
+
+  constructor(engine: Engine, keep = 1024, keepBytes = 16 << 20) {
     this.engine = engine;
     this.keep = keep;
+    this.keepBytes = keepBytes;
   }
 
   /** A buffer of at least `length` bytes. */
@@ -30,7 +34,7 @@ export class BufferPool {
     const c = classOf(buf.length);
     if (1 << (c + MIN_SHIFT) !== buf.length) return; // not one of ours
     const list = (this.classes[c] ??= []);
-    if (list.length < this.keep) list.push(buf);
+    if (list.length < this.keep && (list.length + 1) * buf.length <= this.keepBytes) list.push(buf);
   }
 }
 

@@ -56,8 +56,12 @@ const FEATURES = Feature.FLUSH | Feature.TRIM | Feature.WRITE_ZEROES | Feature.E
 /** Failed ATTACH attempts before the connection is closed. */
 const MAX_ATTACH_FAILURES = 3;
 const NO_TENANT = 0xffffffff;
-/** Above this many bytes of unsent replies, stop reading the client. */
-const WRITE_HIGH_WATER = 4 << 20;
+/**
+ * Reply bytes a connection may have coming (reads in flight, replies not yet
+ * written, and what the socket still holds) before the server stops reading
+ * it: a client that never reads its responses costs at most this much.
+ */
+const REPLY_HIGH_WATER = 4 << 20;
 
 /** A reply waiting to be written: a finished request, or an error/HELLO header. */
 interface Pending {
@@ -84,6 +88,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
+  /** Bytes of read data in flight: replies that will need room. */
+  private readBytes = 0;
   private readPaused = false;
   private closed = false;
   private closeAfterFlush = false;
@@ -227,8 +233,9 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       req.buf = null;
     }
     this.outstanding++;
+    if (op === Op.READ) this.readBytes += length;
     plane.submit(req);
-    if (this.outstanding >= this.ctx.maxOutstanding) {
+    if (this.outstanding >= this.ctx.maxOutstanding || this.replyBytes() > REPLY_HIGH_WATER) {
       this.pauseReading();
       return false;
     }
@@ -239,6 +246,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   complete(req: DpRequest): void {
     this.outstanding--;
+    if (req.op === Op.READ) this.readBytes -= req.length;
     const counters = this.plane.counters;
     const t = req.tenant;
     if (req.result < 0) {
@@ -373,6 +381,11 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     this.maybeResume();
   }
 
+  /** Reply bytes this connection has coming or unsent. */
+  private replyBytes(): number {
+    return this.readBytes + this.pendingBytes + this.socket.writableLength;
+  }
+
   private pauseReading(): void {
     if (!this.readPaused) {
       this.readPaused = true;
@@ -381,12 +394,13 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   }
 
   private maybeResume(): void {
-    if (this.socket.writableLength > WRITE_HIGH_WATER) {
+    const bytes = this.replyBytes();
+    if (bytes > REPLY_HIGH_WATER) {
       this.pauseReading();
       return;
     }
     if (!this.readPaused || this.closed || this.closeAfterFlush) return;
-    if (this.outstanding > this.ctx.maxOutstanding / 2) return;
+    if (this.outstanding > this.ctx.maxOutstanding / 2 || bytes > REPLY_HIGH_WATER / 2) return;
     this.readPaused = false;
     this.parser.resume(this);
     if (!this.readPaused) this.socket.resume();

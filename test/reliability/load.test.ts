@@ -31,6 +31,20 @@ describe('load and abuse', () => {
     }
   });
 
+  it('clients that never read 1 MiB replies cost bounded memory (reply bytes, not request count, throttle them)', async () => {
+    const p = await spawnServer(['--memory', '256M', '--port', '0', '--workers', '2', '--no-persist', '--no-admin'], { fileLimit: 4096 });
+    try {
+      const r = await runAbuse({ port: p.ports[0], hold: 0, slow: 0, nonReaders: 5, nonReaderBytes: MiB, churners: 0, phaseMs: 3000, rss: p.rss });
+      assert.ok(r.nonReaderRequests > 0, 'the non-readers sent requests');
+      assert.equal(r.goodErrors, 0, 'the good client got errors');
+      // 5 connections x 4 MiB of replies in the making, plus buffers and slack.
+      assert.ok(r.rssPeak - r.rssBefore < 200 * MiB, `server RSS grew ${((r.rssPeak - r.rssBefore) / MiB).toFixed(0)} MiB`);
+    } finally {
+      p.kill('SIGTERM');
+      assert.equal(await p.exited, 0);
+    }
+  });
+
   it('SIGTERM: in-flight requests complete, new ones get ESHUTDOWN, the process exits 0', async () => {
     const r = await runShutdown({ delayUs: 300_000, inFlight: 32 });
     assert.deepEqual(r.inFlightFailed, [], 'in-flight requests failed');
