@@ -23,8 +23,16 @@
  * Shutdown: while the server drains, new requests are answered ESHUTDOWN;
  * NBD_CMD_DISC, a half-close or a stream error end the connection once the
  * replies in flight are written.
+ *
+ * TLS: when the worker has a certificate (`ctx.tls`), TLS is required
+ * (FORCEDTLS): the client must send NBD_OPT_STARTTLS before anything else
+ * is served. On STARTTLS the plain socket is wrapped in a server TLSSocket
+ * and `this.socket` becomes that wrapper, so every later read, write,
+ * pause and flow-control check goes through TLS without a per-request
+ * test; the plain socket is kept only to notice the connection going away.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { Cmd, CmdFlag, NbdError, SIMPLE_REPLY_SIZE, STRUCTURED_HEADER_SIZE, ReplyFlag, ReplyType } from './constants.ts';
 import { NbdHandshake, type HandshakeAction } from './handshake.ts';
 import { maxPayloadOf, type NbdSession } from './export-info.ts';
@@ -70,7 +78,10 @@ function exportsFor(ctx: FrontEndContext): VolumeExports {
 }
 
 export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable {
-  private readonly socket: Socket;
+  /** The stream replies go to and requests come from: the TCP socket, or its TLS wrapper after STARTTLS. */
+  private socket: Socket;
+  /** The TCP connection itself; its 'close' ends this connection whatever layer is on top. */
+  private readonly plain: Socket;
   private readonly ctx: FrontEndContext;
   private plane: DataPlane;
   private readonly exports: VolumeExports;
@@ -93,28 +104,44 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   /** Why the connection ended early (protocol error), for tests and logs. */
   closeReason: string | null = null;
 
+  private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onDrainBound = (): void => this.maybeResume();
+  private readonly onEndBound = (): void => {
+    // Half-close from the client: answer what is in flight, then close.
+    this.beginClose(null);
+  };
+  private readonly onTimeoutBound = (): void => this.fail('negotiation timed out');
+  private readonly teardownBound = (): void => this.teardown();
+
   constructor(socket: Socket, ctx: FrontEndContext) {
     this.socket = socket;
+    this.plain = socket;
     this.ctx = ctx;
     this.plane = ctx.plane;
     this.exports = exportsFor(ctx);
     const exports = this.exports;
+    const tls = ctx.tls !== null;
     this.handshake = new NbdHandshake({
       exports: (name) => exports.lookup(name)?.info,
       listExports: () => exports.list(),
-      tlsAvailable: false,
+      tlsAvailable: tls,
+      // With a certificate, nothing is served in plaintext.
+      requireTls: tls,
     });
     socket.setNoDelay(true);
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => this.fail('negotiation timed out'));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.maybeResume());
-    socket.on('error', () => this.teardown());
-    socket.on('close', () => this.teardown());
-    socket.on('end', () => {
-      // Half-close from the client: answer what is in flight, then close.
-      this.beginClose(null);
-    });
+    socket.on('error', this.teardownBound);
+    socket.on('close', this.teardownBound);
+    this.attach(socket);
     socket.write(this.handshake.greeting());
+  }
+
+  /** Makes `s` the stream this connection reads requests from and writes replies to. */
+  private attach(s: Socket): void {
+    this.socket = s;
+    s.setTimeout(HANDSHAKE_TIMEOUT_MS, this.onTimeoutBound);
+    s.on('data', this.onDataBound);
+    s.on('drain', this.onDrainBound);
+    s.on('end', this.onEndBound);
   }
 
   // ---- negotiation ---------------------------------------------------------
@@ -149,12 +176,41 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
           this.fail(a.reason);
           break;
         case 'starttls':
-          // tlsAvailable is false, so the handshake never asks for it.
-          this.handshake = null;
-          this.fail('unexpected STARTTLS upgrade');
+          this.startTls(hs, a.rest);
           break;
       }
     }
+  }
+
+  /**
+   * The STARTTLS ACK is on its way in plaintext: from here the bytes on the
+   * wire are TLS. Called synchronously in the 'data' handler that carried
+   * the option, so no later plaintext chunk can reach the old listener.
+   */
+  private startTls(hs: NbdHandshake, rest: Buffer): void {
+    const secureContext = this.ctx.tls;
+    assert(secureContext !== null, 'STARTTLS accepted without a TLS context');
+    if (rest.length > 0) {
+      // The spec has the client wait for our ACK before its TLS handshake, so
+      // bytes already here were sent blind. Passing them into the TLS layer
+      // would let plaintext injected before the upgrade count as protected
+      // (the classic STARTTLS injection flaw): refuse instead.
+      this.fail('data after NBD_OPT_STARTTLS before the TLS handshake');
+      return;
+    }
+    const plain = this.plain;
+    plain.removeListener('data', this.onDataBound);
+    plain.removeListener('drain', this.onDrainBound);
+    plain.removeListener('end', this.onEndBound);
+    // The TLS socket gets a fresh negotiation deadline; the plain one's would
+    // never be refreshed again, as its handle's traffic now goes through TLS.
+    plain.setTimeout(0);
+    const secure = new TLSSocket(plain, { isServer: true, secureContext });
+    // A failed TLS handshake or a broken record ends the connection.
+    secure.on('error', this.teardownBound);
+    secure.on('close', this.teardownBound);
+    this.attach(secure);
+    hs.tlsStarted();
   }
 
   private startTransmission(session: NbdSession, rest: Buffer): void {
@@ -442,6 +498,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     if (this.tenant >= 0) this.plane.counters.add(this.tenant, Field.CONNECTIONS, -1);
     // In-flight requests still complete; `complete` releases them once closed.
     this.socket.destroy();
+    if (this.plain !== this.socket) this.plain.destroy();
     this.ctx.onClose();
   }
 }
