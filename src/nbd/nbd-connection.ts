@@ -9,7 +9,7 @@
  * same promises as the native protocol's connection (reflex-connection.ts):
  * - bounded memory: at most `ctx.maxOutstanding` requests in flight before
  *   the parser and the socket pause, and no reading while more than
- *   WRITE_HIGH_WATER bytes of replies wait in the socket;
+ *   REPLY_HIGH_WATER bytes of replies are coming or wait in the socket;
  * - replies of one event-loop turn go out in one socket write, serialized
  *   into the plane's shared scratch memory when they fit;
  * - it never throws on client input: bad bytes get an error reply or a
@@ -49,7 +49,13 @@ import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';
 
 /** Above this many bytes of unsent replies, stop reading the client. */
-const WRITE_HIGH_WATER = 4 << 20;
+/**
+ * Reply bytes a connection may have coming (reads in flight, replies not yet
+ * written, what the socket holds) before the server stops reading it; with
+ * 32 MiB requests, counting requests alone would let one client that never
+ * reads pin gigabytes.
+ */
+const REPLY_HIGH_WATER = 4 << 20;
 /** A client gets this long to finish negotiation; then it is cut off. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** After we decide to close, a client that will not take its last replies is cut off. */
@@ -97,6 +103,8 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private immediate: Immediate[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
+  /** Bytes of read data in flight. */
+  private readBytes = 0;
   private readPaused = false;
   private closed = false;
   /** No more requests are read; the socket ends once every reply is out. */
@@ -304,14 +312,16 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
       req.buf = null;
     }
     this.outstanding++;
+    if (op === Op.READ) this.readBytes += req.length;
     plane.submit(req);
-    if (this.outstanding >= this.ctx.maxOutstanding) this.pauseReading();
+    if (this.outstanding >= this.ctx.maxOutstanding || this.replyBytes() > REPLY_HIGH_WATER) this.pauseReading();
   }
 
   // ---- replies -------------------------------------------------------------
 
   complete(req: DpRequest): void {
     this.outstanding--;
+    if (req.op === Op.READ) this.readBytes -= req.length;
     if (this.closed) {
       this.plane.release(req);
       return;
@@ -440,6 +450,11 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     this.maybeResume();
   }
 
+  /** Reply bytes this connection has coming or unsent. */
+  private replyBytes(): number {
+    return this.readBytes + this.pendingBytes + this.socket.writableLength;
+  }
+
   private pauseReading(): void {
     this.parser?.pause();
     if (!this.readPaused) {
@@ -450,12 +465,13 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
 
   private maybeResume(): void {
     if (this.closed || this.closing) return;
-    if (this.socket.writableLength > WRITE_HIGH_WATER) {
+    const bytes = this.replyBytes();
+    if (bytes > REPLY_HIGH_WATER) {
       this.pauseReading();
       return;
     }
     if (!this.readPaused) return;
-    if (this.outstanding > this.ctx.maxOutstanding / 2) return;
+    if (this.outstanding > this.ctx.maxOutstanding / 2 || bytes > REPLY_HIGH_WATER / 2) return;
     this.readPaused = false;
     // Held input first: it may fill the window again and pause once more.
     this.parser?.resume();

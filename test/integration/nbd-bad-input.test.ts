@@ -280,6 +280,20 @@ test('misbehaving clients get errors or a closed connection; a good client is un
     r.destroy();
   });
 
+  await t.test('a client that never reads its 8 MiB replies is throttled by reply bytes', async () => {
+    const r = await session('vol2');
+    const before = server.srv.counters.total(1, Field.READ_OPS);
+    const reqs: Buffer[] = [];
+    for (let i = 0; i < 200; i++) reqs.push(encodeRequest({ type: Cmd.READ, cookieLo: i + 1, offset: (i % 7) * (8 << 20), length: 8 << 20 }));
+    r.sock.pause(); // never read: 1.6 GiB of replies asked for
+    r.send(Buffer.concat(reqs));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const served = server.srv.counters.total(1, Field.READ_OPS) - before;
+    // A 4 MiB high-water mark lets a read or two through, then the connection is not read.
+    assert.ok(served <= 4, `${served} reads of 8 MiB served to a client that reads nothing`);
+    r.destroy();
+  });
+
   await t.test('structured session: errors come as ERROR chunks', async () => {
     const r = await greet(server.port);
     r.send(encodeOption(Opt.STRUCTURED_REPLY));
