@@ -28,7 +28,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     reps: { type: 'string', default: '1' },
     file: { type: 'string', default: path.join(root, 'data/bench/qos.img') },
-    size: { type: 'string', default: String(2 << 30) },
+    size: { type: 'string', default: String(2 * 2 ** 30) },
     lc1: { type: 'string', default: '4000:1000' },
     lc2: { type: 'string', default: '2000:1500' },
   },

@@ -32,7 +32,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '8' },
     reps: { type: 'string', default: '3' },
     file: { type: 'string', default: path.join(ROOT, 'data/bench/remote-vs-local.img') },
-    size: { type: 'string', default: String(2 << 30) },
+    size: { type: 'string', default: String(2 * 2 ** 30) },
     depths: { type: 'string', default: '1,8,32,128' },
   },
 });
