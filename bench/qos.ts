@@ -72,7 +72,7 @@ for (const t of tenants) {
 async function prepareFile(file: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   if (fs.existsSync(file) && fs.statSync(file).size >= fileSize && fs.statSync(file).blocks * 512 >= fileSize * 0.99) return;
-  process.stderr.write(`bench:qos: filling ${file} (${fileSize >> 20} MiB) with fio\n`);
+  process.stderr.write(`bench:qos: filling ${file} (${Math.round(fileSize / 2 ** 20)} MiB) with fio\n`);
   await runCommand(['fio', '--name=fill', `--filename=${file}`, '--rw=write', '--bs=1M', `--size=${fileSize}`, '--direct=1', '--ioengine=psync', '--output-format=terse'], null);
 }
 

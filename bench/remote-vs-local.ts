@@ -5,10 +5,13 @@
  * queue depths 1, 8, 32 and 128, and a 70/30 read/write mix at depth 32:
  *
  *   local   `reflex bench --local FILE`: the server's storage engine driven
- *           directly by the load generator (no network), pinned to CPU 1;
+ *           directly by the load generator (no network);
  *   remote  the same generator through `reflex serve --device FILE` (one
- *           worker pinned to CPU 0, QoS off), generator on CPU 1;
- *   fio     fio's io_uring engine on the same file, pinned to CPU 1.
+ *           worker, QoS off), the generator on the other CPU;
+ *   fio     fio's io_uring engine on the same file.
+ *
+ * fio, the local run and the server share the CPU that takes the disk's
+ * interrupts (found in /proc/interrupts); the generator gets the other.
  *
  * plus a plain TCP ping-pong of the same size in the same run (the network
  * floor for the depth-1 budget). Each point is the median of --reps runs.
@@ -36,6 +39,32 @@ const { values } = parseArgs({
     depths: { type: 'string', default: '1,8,32,128' },
   },
 });
+/**
+ * The CPU that takes the disk's completion interrupts. The server (and the
+ * local run, and fio) sit there: a completion then wakes its thread on the
+ * same core, as ReFlex pins a queue pair per core. Cross-core wake-ups cost
+ * tens of µs on this kind of VM, which would bias the comparison. The load
+ * generator takes the other CPU.
+ */
+function diskIrqCpu(): number {
+  try {
+    const lines = fs.readFileSync('/proc/interrupts', 'utf8').split('\n');
+    const cpus = lines[0].trim().split(/\s+/).length;
+    let best = { cpu: 1, count: -1 };
+    for (const l of lines.slice(1)) {
+      if (!/virtio\d+-req|nvme\d+q\d+/.test(l)) continue;
+      const counts = l.trim().split(/\s+/).slice(1, 1 + cpus).map(Number);
+      counts.forEach((c, cpu) => {
+        if (c > best.count) best = { cpu, count: c };
+      });
+    }
+    return best.cpu;
+  } catch {
+    return 1;
+  }
+}
+const DEVICE_CPU = diskIrqCpu();
+const CLIENT_CPU = DEVICE_CPU === 0 ? 1 : 0;
 const SECONDS = Number(values.seconds);
 const REPS = Number(values.reps);
 const FILE = path.resolve(values.file!);
@@ -74,7 +103,7 @@ function medianPoint(ps: Point[]): Point {
 async function prepare(): Promise<void> {
   fs.mkdirSync(path.dirname(FILE), { recursive: true });
   if (fs.existsSync(FILE) && fs.statSync(FILE).size >= SIZE && fs.statSync(FILE).blocks * 512 >= SIZE * 0.99) return;
-  process.stderr.write(`remote-vs-local: filling ${FILE} (${SIZE >> 20} MiB) with fio\n`);
+  process.stderr.write(`remote-vs-local: filling ${FILE} (${Math.round(SIZE / 2 ** 20)} MiB) with fio\n`);
   await runCommand(['fio', '--name=fill', `--filename=${FILE}`, '--rw=write', '--bs=1M', `--size=${SIZE}`, '--direct=1', '--ioengine=psync', '--output-format=terse'], null);
 }
 
@@ -93,11 +122,11 @@ function fromBench(out: string): Point {
 const loadArgs = (w: Workload): string[] => ['--qd', String(w.qd), '--conns', '1', '--read-pct', String(w.readPct), '--size', '4096', '--duration', String(SECONDS), '--warmup', '2', '--json', '--quiet'];
 
 async function local(w: Workload): Promise<Point> {
-  return fromBench(await runCommand([NODE, CLI, 'bench', '--local', FILE, ...loadArgs(w)], 1));
+  return fromBench(await runCommand([NODE, CLI, 'bench', '--local', FILE, ...loadArgs(w)], DEVICE_CPU));
 }
 
 async function remote(w: Workload, port: number, pid: number): Promise<Point> {
-  return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--server-pid', String(pid), ...loadArgs(w)], 1));
+  return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--server-pid', String(pid), ...loadArgs(w)], CLIENT_CPU));
 }
 
 async function fio(w: Workload): Promise<Point> {
@@ -107,7 +136,7 @@ async function fio(w: Workload): Promise<Point> {
       w.readPct === 100 ? '--rw=randread' : '--rw=randrw', `--rwmixread=${w.readPct}`, `--iodepth=${w.qd}`,
       '--time_based', `--runtime=${SECONDS}`, '--ramp_time=2', '--norandommap', '--randrepeat=0', '--output-format=json',
     ],
-    1,
+    DEVICE_CPU,
   );
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: FioDir; write: FioDir }> }).jobs[0];
   // Latency is the reads' (what the objectives speak of); IOPS counts both directions.
@@ -122,9 +151,9 @@ interface FioDir {
 
 async function pingPong(): Promise<Point> {
   const port = await freePort();
-  const child = await startChild([NODE, path.join(ROOT, 'bench/lib/pingpong-server.ts'), String(port), '4096'], 0, /ready/);
+  const child = await startChild([NODE, path.join(ROOT, 'bench/lib/pingpong-server.ts'), String(port), '4096'], DEVICE_CPU, /ready/);
   try {
-    return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--no-hello', '--span', '1G', ...loadArgs({ name: 'pp', qd: 1, readPct: 100 })], 1));
+    return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--no-hello', '--span', '1G', ...loadArgs({ name: 'pp', qd: 1, readPct: 100 })], CLIENT_CPU));
   } finally {
     await child.stop();
   }
@@ -143,7 +172,7 @@ async function main(): Promise<void> {
       runs[w.name].fio.push(await fio(w));
       runs[w.name].local.push(await local(w));
       const port = await freePort();
-      const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist'], 0, /data-plane worker/);
+      const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist'], DEVICE_CPU, /data-plane worker/);
       try {
         runs[w.name].remote.push(await remote(w, port, server.pid));
       } finally {
@@ -192,7 +221,7 @@ async function main(): Promise<void> {
       ],
     }),
   );
-  fs.writeFileSync(path.join(ROOT, 'results/remote-vs-local.json'), JSON.stringify({ file: FILE, seconds: SECONDS, reps: REPS, tcpPingPong: { p50Us: tcpP50, runs: tcp }, table, runs }, null, 2));
+  fs.writeFileSync(path.join(ROOT, 'results/remote-vs-local.json'), JSON.stringify({ deviceCpu: DEVICE_CPU, clientCpu: CLIENT_CPU, file: FILE, seconds: SECONDS, reps: REPS, tcpPingPong: { p50Us: tcpP50, runs: tcp }, table, runs }, null, 2));
   console.log('wrote results/remote-vs-local.json and results/remote-vs-local.svg');
 }
 

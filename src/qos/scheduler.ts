@@ -9,9 +9,10 @@
  * One round (`round(nowNs, issue)`), dt = nowNs − previous round:
  *
  * 1. LC sub-round. Each active LC tenant's credit grows by rate × dt. Queued
- *    requests are issued, oldest first, while credit > −deficitLimit
- *    (default 100 × write cost), so an LC tenant may run a little ahead of
- *    its rate. If credit then exceeds 3 × this round's increment, 90% of the
+ *    requests are issued, oldest first, while credit > −(deficit limit),
+ *    the larger of deficitLimit (default 100 × write cost, ReFlex's choice)
+ *    and lcBurstSec (default 100 ms) of the tenant's own rate, so an LC
+ *    tenant may run a little ahead of its rate. If credit then exceeds 3 × this round's increment, 90% of the
  *    credit goes to the round's leftover pool (ReFlex's giveaway): unused
  *    reservation becomes BE capacity.
  * 2. BE sub-round. Each active BE tenant holds rate × dt plus its saved
@@ -109,6 +110,12 @@ export interface SchedulerOptions {
   writeCost4k: number;
   /** LC tenants may issue while credit > −deficitLimit. Default 100 × writeCost4k. */
   deficitLimit?: number;
+  /**
+   * An LC tenant may also run this many seconds of its own rate ahead
+   * (whichever allowance is larger). Default 0.1 s, or 0 when deficitLimit
+   * is given explicitly.
+   */
+  lcBurstSec?: number;
   /** Shared BE bucket; null for a worker that shares with no one (surplus is dropped). */
   bucket: GlobalBucket | null;
   workerIndex: number;
@@ -127,6 +134,7 @@ export class Scheduler<T> {
   readonly readCost4k: number;
   readonly writeCost4k: number;
   readonly deficitLimit: number;
+  readonly lcBurstSec: number;
   readonly qos: boolean;
   private readonly bucket: GlobalBucket | null;
   private readonly workerIndex: number;
@@ -152,6 +160,7 @@ export class Scheduler<T> {
     this.readCost4k = opts.readCost4k;
     this.writeCost4k = opts.writeCost4k;
     this.deficitLimit = opts.deficitLimit ?? 100 * opts.writeCost4k;
+    this.lcBurstSec = opts.lcBurstSec ?? (opts.deficitLimit !== undefined ? 0 : 0.1);
     assert(this.deficitLimit >= 0, 'Scheduler: deficitLimit must be ≥ 0');
     this.bucket = opts.bucket;
     this.workerIndex = opts.workerIndex;
@@ -244,12 +253,20 @@ export class Scheduler<T> {
 
     // 1. LC sub-round.
     const lc = this.activeLc;
-    const floor = -this.deficitLimit;
+    const deficit = this.deficitLimit;
+    const burst = this.lcBurstSec;
     for (let i = 0; i < lc.length; i++) {
       const t = lc[i];
       const inc = t.rateTokensPerSec * dtSec;
       let credit = t.credit + inc;
       const q = t.queue;
+      // The allowance to run ahead: ReFlex's 100 writes, or 100 ms of the
+      // tenant's own rate when that is larger. Poisson arrivals at the
+      // reserved rate wander by about sqrt(rate × t) requests; with a cheap
+      // write cost (a calibrated device whose writes cost what reads do) 100
+      // writes is only 100 reads, and the tenant would queue all the time.
+      const inc2 = t.rateTokensPerSec * burst;
+      const floor = -(inc2 > deficit ? inc2 : deficit);
       while (q.length > 0 && credit > floor) {
         const cost = q.headCost();
         const item = q.shift();
