@@ -19,7 +19,12 @@ import { barChart } from '../src/report/index.ts';
 import { loadDeviceModel } from '../src/control/tenants.ts';
 import { admit, type TenantSpec } from '../src/qos/admission.ts';
 import { buildC } from '../test/helpers/build-c.ts';
+import { diskIrqCpu } from './lib/cpus.ts';
 import { freePort, runCommand, startChild } from './lib/processes.ts';
+
+// The server sits on the CPU that takes the disk's interrupts; the clients on the other.
+const SERVER_CPU = diskIrqCpu();
+const CLIENT_CPU = SERVER_CPU === 0 ? 1 : 0;
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -109,20 +114,21 @@ async function runMode(qos: boolean, client: string, file: string): Promise<Outc
       })),
     }),
   );
-  const server = await startChild([path.join(root, 'bin/reflex'), 'serve', '--config', cfgFile, '--no-admin'], 0, /worker\(s\)/);
+  const server = await startChild([path.join(root, 'bin/reflex'), 'serve', '--config', cfgFile, '--no-admin'], SERVER_CPU, /worker\(s\)/);
   try {
     const runs = tenants.map(async (t, i): Promise<Outcome> => {
       if (t.class === 'LC') {
         const out = await runCommand(
           [path.join(root, 'bin/reflex'), 'bench', '--port', String(ports[i]), '--iops', String(t.iops), '--read-pct', String(t.readPct), '--conns', '2', '--qd', '64', '--duration', String(seconds), '--warmup', '3', '--json', '--quiet'],
-          1,
+          CLIENT_CPU,
         );
         const row = (JSON.parse(out) as { results: Array<{ achievedIops: number; errors: number; latencyUs: { p95: number; p99: number } }> }).results[0];
         return { name: t.name, iops: row.achievedIops, p95Us: row.latencyUs.p95, p99Us: row.latencyUs.p99, errors: row.errors };
       }
       // BE: closed loop, flat out, after the same warm-up.
       await new Promise((r) => setTimeout(r, 3000));
-      const out = await runCommand([client, 'load', '127.0.0.1', String(ports[i]), '2', '32', String(seconds), String(part / 512), String(t.readPct), '8'], 1);
+      // One connection at depth 32 saturates this disk and leaves the LC generators some CPU.
+      const out = await runCommand([client, 'load', '127.0.0.1', String(ports[i]), '1', '32', String(seconds), String(part / 512), String(t.readPct), '8'], CLIENT_CPU);
       const r = JSON.parse(out) as { iops: number; p95_us: number; p99_us: number; errors: number };
       return { name: t.name, iops: r.iops, p95Us: r.p95_us, p99Us: r.p99_us, errors: r.errors };
     });

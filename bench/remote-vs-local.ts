@@ -25,6 +25,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { lineChart } from '../src/report/index.ts';
+import { diskIrqCpu } from './lib/cpus.ts';
 import { freePort, runCommand, startChild } from './lib/processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -39,30 +40,6 @@ const { values } = parseArgs({
     depths: { type: 'string', default: '1,8,32,128' },
   },
 });
-/**
- * The CPU that takes the disk's completion interrupts. The server (and the
- * local run, and fio) sit there: a completion then wakes its thread on the
- * same core, as ReFlex pins a queue pair per core. Cross-core wake-ups cost
- * tens of µs on this kind of VM, which would bias the comparison. The load
- * generator takes the other CPU.
- */
-function diskIrqCpu(): number {
-  try {
-    const lines = fs.readFileSync('/proc/interrupts', 'utf8').split('\n');
-    const cpus = lines[0].trim().split(/\s+/).length;
-    let best = { cpu: 1, count: -1 };
-    for (const l of lines.slice(1)) {
-      if (!/virtio\d+-req|nvme\d+q\d+/.test(l)) continue;
-      const counts = l.trim().split(/\s+/).slice(1, 1 + cpus).map(Number);
-      counts.forEach((c, cpu) => {
-        if (c > best.count) best = { cpu, count: c };
-      });
-    }
-    return best.cpu;
-  } catch {
-    return 1;
-  }
-}
 const DEVICE_CPU = diskIrqCpu();
 const CLIENT_CPU = DEVICE_CPU === 0 ? 1 : 0;
 const SECONDS = Number(values.seconds);
