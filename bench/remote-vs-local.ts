@@ -6,8 +6,9 @@
  *
  *   local   `reflex bench --local FILE`: the server's storage engine driven
  *           directly by the load generator (no network);
- *   remote  the same generator through `reflex serve --device FILE` (one
- *           worker, QoS off), the generator on the other CPU;
+ *   remote  the same generator through `reflex serve --device FILE --poll`
+ *           (one polling worker, as ReFlex polls; QoS off), the generator
+ *           on the other CPU;
  *   fio     fio's io_uring engine on the same file.
  *
  * fio, the local run and the server share the CPU that takes the disk's
@@ -149,7 +150,7 @@ async function main(): Promise<void> {
       runs[w.name].fio.push(await fio(w));
       runs[w.name].local.push(await local(w));
       const port = await freePort();
-      const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist'], DEVICE_CPU, /data-plane worker/);
+      const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist', '--poll'], DEVICE_CPU, /data-plane worker/);
       try {
         runs[w.name].remote.push(await remote(w, port, server.pid));
       } finally {

@@ -35,6 +35,8 @@ const HELP = `usage: reflex serve [options]
                        <data-dir>/registry.db)
   --faults SPEC         inject device faults (testing), e.g.
                        read-error=0.01,write-error=0.01,delay-us=500,full-after=64M,fail=0-4096,seed=1
+  --poll               workers spin instead of sleeping when idle (ReFlex-style
+                       polling): lower latency at low load, one busy core each
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -64,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       'no-persist': { type: 'boolean' },
       'no-admin': { type: 'boolean' },
       faults: { type: 'string' },
+      poll: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -92,6 +95,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['tls-key'] !== undefined) raw.tlsKey = values['tls-key'];
   raw.persist = raw.persist ?? !values['no-persist'];
   if (values.faults !== undefined) raw.faults = values.faults;
+  if (values.poll) raw.poll = true;
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {

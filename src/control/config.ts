@@ -67,6 +67,8 @@ export interface ServerConfig {
   adminToken: string | null;
   /** Keep tenants, volumes and credentials in <dataDir>/registry.db. */
   persist: boolean;
+  /** Workers spin instead of sleeping when idle: lower latency, one busy core per worker. */
+  poll: boolean;
   /** Fault injection spec applied to every device's engine (testing), or null. */
   faults: string | null;
   /** PEM files: TLS on data, NBD-less data and admin ports when given. */
@@ -118,6 +120,7 @@ export interface RawConfig {
   tlsCert?: string;
   tlsKey?: string;
   faults?: string;
+  poll?: boolean;
   devices?: Array<{
     name: string;
     device?: string;
@@ -234,6 +237,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     adminToken: raw.adminToken ?? null,
     persist: raw.persist ?? false,
     faults: checkFaults(raw.faults),
+    poll: raw.poll ?? false,
     tls,
   };
 }

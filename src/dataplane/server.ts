@@ -186,6 +186,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         nbdPort,
         attachPort,
         tls: config.tls,
+        poll: config.poll,
         state: initialState,
       };
       const w = new Worker(WORKER_URL, { workerData: init, name: `reflex-dp-${index}` });

@@ -28,6 +28,8 @@ export interface WorkerInit {
   nbdPort: number | null;
   /** Attach-only data port, or null. */
   attachPort: number | null;
+  /** Keep the event loop spinning instead of sleeping (ReFlex-style polling; costs a core). */
+  poll: boolean;
   /** PEM contents for TLS listeners, or null. */
   tls: { cert: string; key: string } | null;
   state: PlaneState;

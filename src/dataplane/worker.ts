@@ -240,6 +240,15 @@ async function main(init: WorkerInit): Promise<void> {
       port.postMessage(reply);
     }
   });
+  if (init.poll) {
+    // Polling, as ReFlex does: the loop never blocks in epoll, so neither a
+    // request nor a disk completion waits for the CPU to wake from idle
+    // (tens of µs on a VM). Each turn still polls sockets and the ring.
+    const spin = (): void => {
+      if (!draining) setImmediate(spin);
+    };
+    setImmediate(spin);
+  }
   const ready: WorkerReply = { type: 'ready', nbdPort, attachPort, engines: engineNames, fallbackReason };
   port.postMessage(ready);
 }

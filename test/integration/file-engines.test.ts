@@ -80,6 +80,19 @@ for (const engine of ['uring', 'fs'] as const) {
   });
 }
 
+describe('polling workers', () => {
+  it('serve correctly with --poll and still drain and stop', async () => {
+    const file = path.join(dir, 'poll.img');
+    const server = await startServer(resolveConfig({ device: file, deviceSize: 16 * MiB, workers: 2, poll: true, ports: [{ port: 0 }] }, 2));
+    try {
+      const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '2', '8', '10', String((16 * MiB) / 512)]);
+      assert.match(stdout, /verified 160 mismatches 0 errors 0/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('a device with 4 KiB logical blocks', () => {
   it('answers EINVAL to 512-byte requests it cannot take with O_DIRECT, serves aligned ones', async (t) => {
     if (process.getuid?.() !== 0 || !loadUring().ok) {
