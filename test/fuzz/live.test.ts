@@ -41,8 +41,12 @@ describe('live-socket fuzzing', () => {
     assert.equal(s.goodMismatches, 0, 'good client read wrong data');
     assert.ok(s.goodOps > 100, `good client made only ${s.goodOps} ops`);
     assert.deepEqual(exits, [], 'a data-plane worker exited');
+    // This process holds the server's two workers (three V8 heaps), the
+    // attackers and the 64 MiB memory device whose pages fill as attackers
+    // write: growth levels off near 300 MiB (about 265 MiB after 5 s, 300
+    // after 15 s); unbounded growth would blow through this.
     const growth = s.rssEnd - s.rssStart;
-    assert.ok(growth < 256 * MiB, `RSS grew ${(growth / MiB).toFixed(0)} MiB (${(s.rssStart / MiB).toFixed(0)} -> ${(s.rssEnd / MiB).toFixed(0)})`);
+    assert.ok(growth < 448 * MiB, `RSS grew ${(growth / MiB).toFixed(0)} MiB (${(s.rssStart / MiB).toFixed(0)} -> ${(s.rssEnd / MiB).toFixed(0)})`);
     // Still serving, on both tenants.
     for (const b of srv.bindings) {
       const c = await connect({ port: b.port });
