@@ -3,20 +3,9 @@
  * with mean 1/rate. The random source is injectable so tests can seed it.
  */
 import { assert } from '../util/assert.ts';
+import { seededRandom, type Random } from '../util/random.ts';
 
-export type Random = () => number;
-
-/** A small seeded generator (mulberry32): reproducible streams for tests. */
-export function seededRandom(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom, type Random };
 
 export class PoissonArrivals {
   private readonly meanGapMs: number;

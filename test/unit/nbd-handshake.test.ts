@@ -26,6 +26,7 @@ import {
   encodeRequest,
 } from '../../src/nbd/client-codec.ts';
 import type { OptionReply } from '../../src/nbd/client-codec.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 const FIXED = ClientFlag.FIXED_NEWSTYLE;
 const FIXED_NZ = ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES;
@@ -62,17 +63,8 @@ function options(extra: Partial<HandshakeOptions> = {}): HandshakeOptions {
   };
 }
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so failures reproduce. */
+const rng = seededRandom;
 
 /** The same bytes cut several ways: whole, byte by byte, and random splits. */
 function chunkings(b: Buffer): Array<{ name: string; chunks: Buffer[] }> {

@@ -4,6 +4,7 @@ import { Cmd, CmdFlag, NbdError } from '../../src/nbd/constants.ts';
 import { NbdRequestParser } from '../../src/nbd/transmission.ts';
 import type { NbdRequest, NbdRequestParserOptions } from '../../src/nbd/transmission.ts';
 import { encodeRequest } from '../../src/nbd/client-codec.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 interface Seen {
   kind: 'request' | 'reject' | 'fatal';
@@ -43,16 +44,8 @@ function recorder(opts?: NbdRequestParserOptions): { parser: NbdRequestParser; s
   return { parser, seen };
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so failures reproduce. */
+const rng = seededRandom;
 
 function split(b: Buffer, r: () => number, max: number): Buffer[] {
   const out: Buffer[] = [];

@@ -1,0 +1,17 @@
+/** A uniform generator in [0, 1). */
+export type Random = () => number;
+
+/**
+ * A small seeded generator (mulberry32): reproducible streams for load
+ * generation, simulations and tests, so a failure replays from its seed.
+ */
+export function seededRandom(seed: number): Random {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
