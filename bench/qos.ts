@@ -9,7 +9,7 @@
  * closed loop. Writes results/qos.json and results/qos.svg.
  *
  *   node bench/qos.ts [--model FILE] [--seconds 20] [--reps 1] [--file PATH]
- *                     [--lc1 IOPS:P95US] [--lc2 IOPS:P95US]
+ *                     [--lc1 IOPS:P95US] [--lc2 IOPS:P95US] [--be-conns 2] [--be-qd 64]
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,9 +36,14 @@ const { values } = parseArgs({
     size: { type: 'string', default: String(2 * 2 ** 30) },
     lc1: { type: 'string', default: '4000:1000' },
     lc2: { type: 'string', default: '2000:1500' },
+    'be-conns': { type: 'string', default: '2' },
+    'be-qd': { type: 'string', default: '64' },
   },
 });
 const seconds = Number(values.seconds);
+// BE pressure per tenant (C client, closed loop): connections × depth.
+const BE_CONNS = values['be-conns']!;
+const BE_QD = values['be-qd']!;
 const reps = Number(values.reps);
 const fileSize = Number(values.size);
 /** Median of the finite values (a run that produced no number is left out). */
@@ -156,8 +161,7 @@ async function runMode(qos: boolean, client: string, file: string): Promise<Outc
       }
       // BE: closed loop, flat out, after the same warm-up.
       await new Promise((r) => setTimeout(r, 3000));
-      // One connection at depth 32 saturates this disk and leaves the LC generators some CPU.
-      const out = await runCommand([client, 'load', '127.0.0.1', String(ports[i]), '1', '32', String(seconds), String(part / 512), String(t.readPct), '8'], CLIENT_CPU);
+      const out = await runCommand([client, 'load', '127.0.0.1', String(ports[i]), BE_CONNS, BE_QD, String(seconds), String(part / 512), String(t.readPct), '8'], CLIENT_CPU);
       let r: { iops: number; p95_us: number; p99_us: number; errors: number };
       try {
         r = JSON.parse(out) as typeof r;
