@@ -2,28 +2,18 @@
  * `reflex bench` as a user runs it (a child process), against the real
  * server started in this process.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
-import { resolveConfig } from '../../src/control/config.ts';
+import { useMemoryServer } from '../helpers/memory-server.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-let srv: RunningServer;
-let port: number;
-
-before(async () => {
-  srv = await startServer(resolveConfig({ memory: '64M', workers: 1, ports: [{ port: 0 }] }, 1));
-  port = srv.bindings[0].port;
-});
-after(async () => {
-  await srv.close();
-});
+const server = useMemoryServer();
 
 function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'bench', '--port', String(port), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, 'bench', '--port', String(server.port), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });

@@ -1,27 +1,17 @@
 /**
  * The client library against the real server (in-process, memory engine).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
-import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
-import { resolveConfig } from '../../src/control/config.ts';
+import { useMemoryServer } from '../helpers/memory-server.ts';
 import { connect, ReflexError } from '../../src/client/index.ts';
 
 const VOLUME = 64 * 2 ** 20;
-let srv: RunningServer;
-let port: number;
-
-before(async () => {
-  srv = await startServer(resolveConfig({ memory: '64M', workers: 1, ports: [{ port: 0 }] }, 1));
-  port = srv.bindings[0].port;
-});
-after(async () => {
-  await srv.close();
-});
+const server = useMemoryServer();
 
 test('HELLO reports the volume and sector size', async () => {
-  const c = await connect({ port });
+  const c = await connect({ port: server.port });
   try {
     assert.ok(c.info !== null);
     assert.equal(c.info.volumeSize, VOLUME);
@@ -34,7 +24,7 @@ test('HELLO reports the volume and sector size', async () => {
 });
 
 test('random writes over many connections read back identical, pipelined and concurrent', async () => {
-  const c = await connect({ port, connections: 4 });
+  const c = await connect({ port: server.port, connections: 4 });
   try {
     // Non-overlapping regions so that concurrent requests cannot race each other.
     const regions = 256;
@@ -57,7 +47,7 @@ test('random writes over many connections read back identical, pipelined and con
 });
 
 test('several clients at once each see their own data', async () => {
-  const clients = await Promise.all([0, 1, 2].map(() => connect({ port, connections: 2 })));
+  const clients = await Promise.all([0, 1, 2].map(() => connect({ port: server.port, connections: 2 })));
   try {
     await Promise.all(
       clients.map(async (c, k) => {
@@ -76,7 +66,7 @@ test('several clients at once each see their own data', async () => {
 });
 
 test('writeNoAck then read sees the data; FUA write and flush succeed', async () => {
-  const c = await connect({ port });
+  const c = await connect({ port: server.port });
   try {
     const data = randomBytes(8192);
     c.writeNoAck(1 << 20, data);
@@ -92,7 +82,7 @@ test('writeNoAck then read sees the data; FUA write and flush succeed', async ()
 });
 
 test('trim and writeZeroes read back zeros', async () => {
-  const c = await connect({ port });
+  const c = await connect({ port: server.port });
   try {
     const off = 3 << 20;
     await c.write(off, randomBytes(65536));
@@ -107,7 +97,7 @@ test('trim and writeZeroes read back zeros', async () => {
 });
 
 test('an out-of-range read fails with ERANGE and the connection keeps working', async () => {
-  const c = await connect({ port });
+  const c = await connect({ port: server.port });
   try {
     await assert.rejects(c.read(VOLUME, 4096), (err: unknown) => err instanceof ReflexError && err.code === 'ERANGE');
     await assert.rejects(c.read(VOLUME - 512, 1024), (err: unknown) => err instanceof ReflexError && err.code === 'ERANGE');
@@ -120,7 +110,7 @@ test('an out-of-range read fails with ERANGE and the connection keeps working', 
 });
 
 test('misaligned or oversized requests are refused before sending', async () => {
-  const c = await connect({ port });
+  const c = await connect({ port: server.port });
   try {
     await assert.rejects(c.read(100, 512), RangeError);
     await assert.rejects(c.read(0, 100), RangeError);

@@ -136,6 +136,12 @@ async function verify(port: number, state: BlockState[], report: CrashReport, tr
   }
 }
 
+/** Signals a server process and waits for it to be gone. */
+async function stopServer(server: ServerProcess, signal: NodeJS.Signals): Promise<void> {
+  server.kill(signal);
+  await server.exited;
+}
+
 export async function runCrashTrials(o: CrashOptions): Promise<CrashReport> {
   const dir = fs.mkdtempSync(path.join(o.dir ?? os.tmpdir(), 'reflex-crash-'));
   const device = path.join(dir, 'device.img');
@@ -180,14 +186,10 @@ export async function runCrashTrials(o: CrashOptions): Promise<CrashReport> {
     }
     server = await spawnServer(args);
     await verify(server.ports[0], state, report, o.trials);
-    server.kill('SIGTERM');
-    await server.exited;
+    await stopServer(server, 'SIGTERM');
     server = null;
   } finally {
-    if (server !== null) {
-      server.kill('SIGKILL');
-      await server.exited;
-    }
+    if (server !== null) await stopServer(server, 'SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return report;
@@ -255,14 +257,10 @@ export async function runRegistryCrash(o: { dir?: string } = {}): Promise<Regist
       report.dataRestored = (await c.read(3 * BLOCK, BLOCK)).equals(data);
       await c.close();
     }
-    server.kill('SIGTERM');
-    await server.exited;
+    await stopServer(server, 'SIGTERM');
     server = null;
   } finally {
-    if (server !== null) {
-      server.kill('SIGKILL');
-      await server.exited;
-    }
+    if (server !== null) await stopServer(server, 'SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return report;

@@ -10,15 +10,8 @@ import { FrameParser, requestPayload, writeHeader, type Frame } from '../../src/
 import { Cmd, Status } from '../../src/protocol/reflex-constants.ts';
 import { ClientConnection, connect, errorFromStatus, LocalStatus, ReflexError, ReflexServerError, ReflexTimeoutError, type ResponseSink } from '../../src/client/index.ts';
 
-interface Req {
-  opcode: number;
-  handleLo: number;
-  handleHi: number;
-  lbaLo: number;
-  lbaHi: number;
-  count: number;
-  payload: Buffer | null;
-}
+/** A frame as the fake peer saw it (the codec's Frame without the magic). */
+type Req = Omit<Frame, 'magic'>;
 
 /** A fake server: collects requests and lets the test answer them. */
 async function fakePeer(onRequests: (reqs: Req[], sock: net.Socket) => void): Promise<{ port: number; close(): Promise<void>; chunks: number[] }> {

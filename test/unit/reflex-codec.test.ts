@@ -16,15 +16,7 @@ import {
 } from '../../src/protocol/reflex-codec.ts';
 import { Cmd, HEADER_SIZE, Status } from '../../src/protocol/reflex-constants.ts';
 
-interface Seen {
-  opcode: number;
-  handleLo: number;
-  handleHi: number;
-  lbaLo: number;
-  lbaHi: number;
-  count: number;
-  payload: Buffer | null;
-}
+type Seen = Omit<Frame, 'magic'>;
 
 function collect(parser: FrameParser, chunks: Buffer[]): { frames: Seen[]; errors: Array<[ParseErrorCode, Seen]> } {
   const frames: Seen[] = [];
