@@ -4,9 +4,10 @@
  * p95 objectives, and two best-effort tenants pushing as hard as they can
  * (one reading, one writing), with the scheduler off and then on.
  *
- * LC tenants run the project's open-loop generator (Poisson arrivals,
- * latency from the intended send time); BE tenants run the C v1 client in
- * closed loop. Writes results/qos.json and results/qos.svg.
+ * LC tenants run the C v1 client in open loop (Poisson arrivals, latency
+ * from the intended send time); BE tenants run it in closed loop. C, not
+ * the Node generator, because all four clients share one core here and the
+ * LC sends must leave on time for the client-side p95 to mean anything. Writes results/qos.json and results/qos.svg.
  *
  *   node bench/qos.ts [--model FILE] [--seconds 20] [--reps 1] [--file PATH]
  *                     [--lc1 IOPS:P95US] [--lc2 IOPS:P95US] [--be-conns 2] [--be-qd 64]
@@ -121,6 +122,23 @@ async function serverP95(adminPort: number, fromMs: number, toMs: number): Promi
   return out;
 }
 
+interface ClientResult {
+  iops: number;
+  p95_us: number;
+  p99_us: number;
+  errors: number;
+}
+
+/** The C client's one JSON line; a run that printed none is left out of the medians. */
+function parseClient(name: string, out: string): ClientResult {
+  try {
+    return JSON.parse(out) as ClientResult;
+  } catch {
+    process.stderr.write(`bench:qos: ${name}: the C client printed no result (${JSON.stringify(out.slice(0, 80))}); this run is left out\n`);
+    return { iops: NaN, p95_us: NaN, p99_us: NaN, errors: 0 };
+  }
+}
+
 async function runMode(qos: boolean, client: string, file: string): Promise<Outcome[]> {
   const ports: number[] = [];
   for (let i = 0; i < tenants.length; i++) ports.push(await freePort());
@@ -152,23 +170,18 @@ async function runMode(qos: boolean, client: string, file: string): Promise<Outc
   try {
     const runs = tenants.map(async (t, i): Promise<Outcome> => {
       if (t.class === 'LC') {
+        // Open loop in C: punctual Poisson sends on a core shared with the BE clients.
         const out = await runCommand(
-          [path.join(root, 'bin/reflex'), 'bench', '--port', String(ports[i]), '--iops', String(t.iops), '--read-pct', String(t.readPct), '--conns', '2', '--qd', '64', '--duration', String(seconds), '--warmup', '3', '--json', '--quiet'],
+          [client, 'open', '127.0.0.1', String(ports[i]), '2', '64', String(seconds), String(part / 512), String(t.readPct), '8', String(t.iops), '3'],
           CLIENT_CPU,
         );
-        const row = (JSON.parse(out) as { results: Array<{ achievedIops: number; errors: number; latencyUs: { p95: number; p99: number } }> }).results[0];
-        return { name: t.name, iops: row.achievedIops, p95Us: row.latencyUs.p95, p99Us: row.latencyUs.p99, serverP95Us: NaN, errors: row.errors };
+        const r = parseClient(t.name, out);
+        return { name: t.name, iops: r.iops, p95Us: r.p95_us, p99Us: r.p99_us, serverP95Us: NaN, errors: r.errors };
       }
       // BE: closed loop, flat out, after the same warm-up.
       await new Promise((r) => setTimeout(r, 3000));
       const out = await runCommand([client, 'load', '127.0.0.1', String(ports[i]), BE_CONNS, BE_QD, String(seconds), String(part / 512), String(t.readPct), '8'], CLIENT_CPU);
-      let r: { iops: number; p95_us: number; p99_us: number; errors: number };
-      try {
-        r = JSON.parse(out) as typeof r;
-      } catch {
-        process.stderr.write(`bench:qos: ${t.name}: the C client printed no result (${JSON.stringify(out.slice(0, 80))}); this run is left out\n`);
-        r = { iops: NaN, p95_us: NaN, p99_us: NaN, errors: 0 };
-      }
+      const r = parseClient(t.name, out);
       return { name: t.name, iops: r.iops, p95Us: r.p95_us, p99Us: r.p99_us, serverP95Us: NaN, errors: r.errors };
     });
     const outcomes = await Promise.all(runs);

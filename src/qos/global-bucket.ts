@@ -82,7 +82,7 @@ export class GlobalBucket {
    * Returns true when it reset.
    */
   endRound(w: number): boolean {
-    assert(w >= 0 && w < this.nWorkers, `GlobalBucket.endRound: worker ${w} out of range`);
+    if (!(w >= 0 && w < this.nWorkers)) assert(false, `GlobalBucket.endRound: worker ${w} out of range`);
     const epoch = Atomics.load(this.i32, 5);
     const mine = Atomics.load(this.i32, 8 + w);
     if (mine === epoch) return false;

@@ -218,7 +218,7 @@ export class Scheduler<T> {
   /** As enqueue, with the handle from addTenant (saves a Map lookup). */
   enqueueTenant(handle: SchedTenant, item: T, costTokens: number): void {
     const t = handle as Tenant<T>;
-    assert(!t.removed, `Scheduler: tenant ${t.id} was removed`);
+    if (t.removed) assert(false, `Scheduler: tenant ${t.id} was removed`);
     assert(costTokens >= 0 && Number.isFinite(costTokens), 'Scheduler: cost must be ≥ 0');
     t.queue.push(item, costTokens);
     this.totalQueued++;
@@ -242,7 +242,7 @@ export class Scheduler<T> {
 
   /** Runs one round at `nowNs` (must not go backwards); returns requests issued. */
   round(nowNs: number, issue: (item: T) => void): number {
-    assert(nowNs >= this.lastNs, `Scheduler.round: time went backwards (${nowNs} < ${this.lastNs})`);
+    if (nowNs < this.lastNs) assert(false, `Scheduler.round: time went backwards (${nowNs} < ${this.lastNs})`);
     const dtNs = Math.min(nowNs - this.lastNs, this.maxRoundNs);
     this.lastNs = nowNs;
     if (!this.qos) return this.passThrough(issue);

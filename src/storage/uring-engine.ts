@@ -369,7 +369,7 @@ export class UringEngine implements Engine {
     const taken = this.ring.submit(n, this.foreign.length > 0 ? this.foreign : undefined);
     // The ring has at least queueDepth SQ entries and at most queueDepth
     // requests are placed, so the SQ never fills.
-    assert(taken === n, `io_uring submit took ${taken} of ${n}`);
+    if (taken !== n) assert(false, `io_uring submit took ${taken} of ${n}`);
     this.batch = 0;
     if (this.foreign.length > 0) this.foreign.length = 0;
   }
@@ -407,7 +407,7 @@ export class UringEngine implements Engine {
     const slot = this.comp[2 * i];
     let res = this.comp[2 * i + 1];
     const req = this.slots[slot];
-    assert(req !== null, `completion for empty slot ${slot}`);
+    if (req === null) assert(false, `completion for empty slot ${slot}`);
     this.slots[slot] = null;
     const forced = this.forced[slot];
     if (forced !== 0) {

@@ -7,6 +7,6 @@ import path from 'node:path';
 export function buildC(source: string, name: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-c-'));
   const out = path.join(dir, name);
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', out, source], { stdio: 'inherit' });
+  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', out, source, '-lm'], { stdio: 'inherit' });
   return out;
 }

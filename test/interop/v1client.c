@@ -10,6 +10,12 @@
  *   v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS
  *       closed-loop load, prints one JSON line with IOPS and latency
  *       percentiles: a load generator independent of the Node code.
+ *   v1client open HOST PORT CONNS MAXQD SECONDS SPAN_SECTORS READ_PCT SECTORS IOPS WARMUP
+ *       open loop: Poisson arrivals at IOPS, latency measured from each
+ *       request's intended send time (a request that waits for a free slot,
+ *       or for this process to be scheduled, counts its wait), recorded
+ *       after WARMUP seconds for SECONDS more. What an LC tenant's client
+ *       sees, without the Node generator's timer granularity and GC pauses.
  *
  * One thread, epoll, non-blocking sockets, batched sends.
  */
@@ -22,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +54,7 @@ typedef struct req {
   int write;
   unsigned long lba;
   unsigned int count;
-  uint64_t sent_ns;
+  uint64_t sent_ns;      /* open mode: the intended send time */
   unsigned char *expect; /* verify mode: what the sectors must hold */
   long rounds;           /* verify mode: write+read rounds completed */
 } req_t;
@@ -58,6 +67,8 @@ typedef struct conn {
   size_t in_len, in_cap;
   req_t *reqs;
   int qd;
+  req_t **free_slots; /* open mode: a stack of idle request records */
+  int nfree;
 } conn_t;
 
 static uint64_t now_ns(void) {
@@ -88,6 +99,8 @@ static void ensure(unsigned char **buf, size_t *cap, size_t need) {
   *cap = n;
 }
 
+static int open_mode; /* sent_ns is set by the caller (the intended time) */
+
 static void queue_req(conn_t *c, req_t *r, int opcode, const unsigned char *data) {
   hdr_t h;
   h.magic = sizeof(hdr_t);
@@ -103,7 +116,7 @@ static void queue_req(conn_t *c, req_t *r, int opcode, const unsigned char *data
     memcpy(c->out + c->out_len, data, plen);
     c->out_len += plen;
   }
-  r->sent_ns = now_ns();
+  if (!open_mode) r->sent_ns = now_ns();
 }
 
 static void flush_out(conn_t *c) {
@@ -151,11 +164,145 @@ static double pct(double p) {
   return HBUCKETS;
 }
 
+/* Uniform in (0, 1]: the argument of the exponential's log must not be 0. */
+static double next_unit(void) { return ((next_rand() >> 11) + 1) * (1.0 / 9007199254740992.0); }
+
+/* Sleeps in epoll until fd activity or `until_ns` (CLOCK_MONOTONIC), with
+ * nanosecond resolution: epoll_wait's milliseconds would bunch the sends. */
+static int wait_until(int ep, struct epoll_event *evs, int max, uint64_t until_ns) {
+  uint64_t now = now_ns();
+  struct timespec ts = {0, 0};
+  if (until_ns > now) {
+    uint64_t d = until_ns - now;
+    ts.tv_sec = (time_t)(d / 1000000000ull);
+    ts.tv_nsec = (long)(d % 1000000000ull);
+  }
+  return (int)syscall(SYS_epoll_pwait2, ep, evs, max, &ts, NULL, 0);
+}
+
+static int run_open(const char *host, int port, int nconn, int qd, double seconds, unsigned long span,
+                    int read_pct, unsigned int sectors, double iops, double warmup) {
+  open_mode = 1;
+  prctl(PR_SET_TIMERSLACK, 1000UL); /* 1 µs: sends on time, not 50 µs late */
+  int ep = epoll_create1(0);
+  conn_t *conns = calloc(nconn, sizeof(conn_t));
+  unsigned char *wbuf = malloc((size_t)sectors * SECTOR);
+  for (size_t i = 0; i < (size_t)sectors * SECTOR; i++) wbuf[i] = (unsigned char)next_rand();
+  for (int i = 0; i < nconn; i++) {
+    conn_t *c = &conns[i];
+    c->fd = connect_to(host, port);
+    c->qd = qd;
+    c->reqs = calloc(qd, sizeof(req_t));
+    c->free_slots = calloc(qd, sizeof(req_t *));
+    for (int j = 0; j < qd; j++) {
+      c->reqs[j].c = c;
+      c->free_slots[c->nfree++] = &c->reqs[j];
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+  }
+  const double mean_ns = 1e9 / iops;
+  uint64_t start = now_ns();
+  uint64_t measure_from = start + (uint64_t)(warmup * 1e9);
+  uint64_t stop = measure_from + (uint64_t)(seconds * 1e9);
+  uint64_t next = start + (uint64_t)(-log(next_unit()) * mean_ns);
+  long done = 0, errors = 0, outstanding = 0, late_slots = 0;
+  int rr = 0;
+  struct epoll_event evs[64];
+  for (;;) {
+    uint64_t now = now_ns();
+    /* Send everything whose time has come, round-robin over connections. */
+    while (next <= now && next < stop) {
+      conn_t *c = 0;
+      for (int k = 0; k < nconn && !c; k++) {
+        conn_t *cand = &conns[(rr + k) % nconn];
+        if (cand->nfree > 0) c = cand;
+      }
+      if (!c) { /* every slot busy: this arrival waits, its clock running */
+        late_slots++;
+        break;
+      }
+      rr = (int)((c - conns) + 1) % nconn;
+      req_t *r = c->free_slots[--c->nfree];
+      r->count = sectors;
+      r->lba = (next_rand() % (span / sectors)) * sectors;
+      r->write = (int)(next_rand() % 100) >= read_pct;
+      r->sent_ns = next;
+      queue_req(c, r, r->write ? CMD_SET : CMD_GET, wbuf);
+      outstanding++;
+      next += (uint64_t)(-log(next_unit()) * mean_ns);
+    }
+    for (int i = 0; i < nconn; i++)
+      if (conns[i].out_len) flush_out(&conns[i]);
+    if (next >= stop && outstanding == 0) break;
+    int anyfree = 0;
+    for (int i = 0; i < nconn && !anyfree; i++) anyfree = conns[i].nfree > 0;
+    uint64_t until = next < stop && anyfree ? next : now + 1000000000ull;
+    int n = wait_until(ep, evs, 64, until);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("epoll_pwait2");
+    }
+    for (int e = 0; e < n; e++) {
+      conn_t *c = evs[e].data.ptr;
+      ensure(&c->in, &c->in_cap, c->in_len + (1 << 20));
+      ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+      if (got <= 0) {
+        fprintf(stderr, "server closed the connection\n");
+        return 1;
+      }
+      c->in_len += (size_t)got;
+      size_t off = 0;
+      uint64_t t = now_ns();
+      for (;;) {
+        if (c->in_len - off < sizeof(hdr_t)) break;
+        hdr_t h;
+        memcpy(&h, c->in + off, sizeof h);
+        if (h.magic != sizeof(hdr_t)) {
+          fprintf(stderr, "bad magic %u in response\n", h.magic);
+          return 1;
+        }
+        size_t plen = h.opcode == CMD_GET ? (size_t)h.lba_count * SECTOR : 0;
+        if (c->in_len - off < sizeof h + plen) break;
+        req_t *r = h.req_handle;
+        if (r < c->reqs || r >= c->reqs + c->qd || h.lba != r->lba) {
+          fprintf(stderr, "response with unknown handle %p\n", h.req_handle);
+          return 1;
+        }
+        if (r->sent_ns >= measure_from) {
+          record(t - r->sent_ns);
+          done++;
+          if (h.opcode != CMD_GET && h.opcode != CMD_SET) errors++;
+        }
+        off += sizeof h + plen;
+        c->free_slots[c->nfree++] = r;
+        outstanding--;
+      }
+      memmove(c->in, c->in + off, c->in_len - off);
+      c->in_len -= off;
+    }
+  }
+  printf("{\"iops\":%.0f,\"target_iops\":%.0f,\"seconds\":%.3f,\"requests\":%ld,\"errors\":%ld,\"slot_waits\":%ld,"
+         "\"p50_us\":%.0f,\"p95_us\":%.0f,\"p99_us\":%.0f}\n",
+         done / seconds, iops, seconds, done, errors, late_slots, pct(0.5), pct(0.95), pct(0.99));
+  return errors == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 8) {
     fprintf(stderr, "usage: v1client verify HOST PORT CONNS QD ROUNDS SPAN_SECTORS\n"
-                    "       v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS\n");
+                    "       v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS\n"
+                    "       v1client open HOST PORT CONNS MAXQD SECONDS SPAN_SECTORS READ_PCT SECTORS IOPS WARMUP\n");
     return 2;
+  }
+  if (strcmp(argv[1], "open") == 0) {
+    if (argc < 12) {
+      fprintf(stderr, "v1client open: needs IOPS and WARMUP\n");
+      return 2;
+    }
+    rng ^= (uint64_t)getpid();
+    return run_open(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]), strtoul(argv[7], 0, 10),
+                    atoi(argv[8]), (unsigned)atoi(argv[9]), atof(argv[10]), atof(argv[11]));
   }
   int verify = strcmp(argv[1], "verify") == 0;
   const char *host = argv[2];
