@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { barChart } from '../src/report/index.ts';
 import { loadDeviceModel } from '../src/control/tenants.ts';
+import { tokenRateFor } from '../src/qos/device-model.ts';
 import { admit, type TenantSpec } from '../src/qos/admission.ts';
 import { buildC } from '../test/helpers/build-c.ts';
 import { diskIrqCpu } from './lib/cpus.ts';
@@ -227,6 +228,15 @@ async function main(): Promise<void> {
     lines.push(`${t.name.padEnd(11)} ${t.class.padEnd(5)} ${obj.padEnd(26)} | ${cell(off[i])} | ${cell(on[i])}`);
   });
   lines.push('met: server-side verdict / client-side verdict');
+  // The other two statements of the issue: equal BE demand gets equal shares,
+  // and with demand above the device rate the scheduler issues (nearly) all of it.
+  const be = on.filter((_, i) => tenants[i].class === 'BE').map((o) => o.iops);
+  const spread = (Math.max(...be) - Math.min(...be)) / Math.max(...be);
+  const tokens = (o: Outcome, t: TenantPlan): number => o.iops * ((t.readPct / 100) * model.readCost4k + (1 - t.readPct / 100) * model.writeCost4k);
+  const issued = on.reduce((a, o, i) => a + tokens(o, tenants[i]), 0);
+  const strictest = Math.min(...tenants.filter((t) => t.class === 'LC').map((t) => t.p95Us!));
+  const rate = tokenRateFor(model, strictest, false);
+  lines.push(`QoS on: BE shares ${be.map((x) => Math.round(x)).join(' / ')} IOPS (spread ${(spread * 100).toFixed(1)}%, must be <= 10%); issued ${Math.round(issued)} tokens/s = ${((issued / rate) * 100).toFixed(1)}% of the model's ${Math.round(rate)} at p95 ${strictest} µs (must be >= 90%)`);
   console.log(lines.join('\n'));
   fs.writeFileSync(path.join(root, 'results/qos.json'), JSON.stringify({ model: values.model, seconds, reps, tenants, off, on, runs: modes }, null, 2));
   const iopsChart = barChart({
