@@ -9,7 +9,12 @@
  *   remote  the same generator through `reflex serve --device FILE --poll`
  *           (one polling worker, as ReFlex polls; QoS off), the generator
  *           on the other CPU;
- *   fio     fio's io_uring engine on the same file.
+ *   remote-c  the same server driven by the C v1 client (test/interop/
+ *           v1client.c, closed loop): a generator that is not itself the
+ *           bottleneck on its core, as an outside C load generator is;
+ *   fio     fio's io_uring engine on the same file. Its latency is fio's
+ *           total (submission to completion, --lat_percentiles), which is
+ *           what our generator measures (issue to completion), not clat.
  *
  * fio, the local run and the server share the CPU that takes the disk's
  * interrupts (found in /proc/interrupts); the generator gets the other.
@@ -17,7 +22,7 @@
  * plus a plain TCP ping-pong of the same size in the same run (the network
  * floor for the depth-1 budget). Each point is the median of --reps runs.
  * Writes results/remote-vs-local.json and results/remote-vs-local.svg
- * (p95 latency against IOPS, three curves).
+ * (p95 latency against IOPS, four curves).
  *
  *   node bench/remote-vs-local.ts [--seconds 8] [--reps 3] [--file PATH] [--size 2G]
  */
@@ -26,6 +31,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { lineChart } from '../src/report/index.ts';
+import { buildC } from '../test/helpers/build-c.ts';
+import { processCpuSeconds } from '../src/loadgen/proc-cpu.ts';
 import { diskIrqCpu } from './lib/cpus.ts';
 import { freePort, runCommand, startChild } from './lib/processes.ts';
 
@@ -107,24 +114,33 @@ async function remote(w: Workload, port: number, pid: number): Promise<Point> {
   return fromBench(await runCommand([NODE, CLI, 'bench', '--port', String(port), '--server-pid', String(pid), ...loadArgs(w)], CLIENT_CPU));
 }
 
+/** The C v1 client against the server: IOPS, send-to-reply latency, server CPU. */
+async function remoteC(client: string, w: Workload, port: number, pid: number): Promise<Point> {
+  const cpu0 = processCpuSeconds(pid);
+  const out = await runCommand([client, 'load', '127.0.0.1', String(port), '1', String(w.qd), String(SECONDS), String(Math.floor(SIZE / 512)), String(w.readPct), '8'], CLIENT_CPU);
+  const r = JSON.parse(out) as { iops: number; p50_us: number; p95_us: number; p99_us: number; errors: number };
+  if (r.errors > 0) throw new Error(`remote-c ${w.name}: ${r.errors} errors`);
+  return { iops: r.iops, p50Us: r.p50_us, p95Us: r.p95_us, p99Us: r.p99_us, serverCpuSec: processCpuSeconds(pid) - cpu0 };
+}
+
 async function fio(w: Workload): Promise<Point> {
   const out = await runCommand(
     [
       'fio', '--name=ref', `--filename=${FILE}`, '--ioengine=io_uring', '--direct=1', '--bs=4k', `--size=${SIZE}`,
       w.readPct === 100 ? '--rw=randread' : '--rw=randrw', `--rwmixread=${w.readPct}`, `--iodepth=${w.qd}`,
-      '--time_based', `--runtime=${SECONDS}`, '--ramp_time=2', '--norandommap', '--randrepeat=0', '--output-format=json',
+      '--time_based', `--runtime=${SECONDS}`, '--ramp_time=2', '--norandommap', '--randrepeat=0', '--lat_percentiles=1', '--output-format=json',
     ],
     DEVICE_CPU,
   );
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: FioDir; write: FioDir }> }).jobs[0];
   // Latency is the reads' (what the objectives speak of); IOPS counts both directions.
-  const pct = job.read.clat_ns.percentile;
+  const pct = job.read.lat_ns.percentile;
   return { iops: job.read.iops + job.write.iops, p50Us: pct['50.000000'] / 1000, p95Us: pct['95.000000'] / 1000, p99Us: pct['99.000000'] / 1000 };
 }
 
 interface FioDir {
   iops: number;
-  clat_ns: { percentile: Record<string, number> };
+  lat_ns: { percentile: Record<string, number> };
 }
 
 async function pingPong(): Promise<Point> {
@@ -140,9 +156,10 @@ async function pingPong(): Promise<Point> {
 async function main(): Promise<void> {
   fs.mkdirSync(path.join(ROOT, 'results'), { recursive: true });
   await prepare();
-  const runs: Record<string, { local: Point[]; remote: Point[]; fio: Point[] }> = {};
+  const client = buildC(path.join(ROOT, 'test/interop/v1client.c'), 'v1client');
+  const runs: Record<string, { local: Point[]; remote: Point[]; remoteC: Point[]; fio: Point[] }> = {};
   const tcp: Point[] = [];
-  for (const w of WORKLOADS) runs[w.name] = { local: [], remote: [], fio: [] };
+  for (const w of WORKLOADS) runs[w.name] = { local: [], remote: [], remoteC: [], fio: [] };
   for (let rep = 0; rep < REPS; rep++) {
     process.stderr.write(`remote-vs-local: repetition ${rep + 1}/${REPS}\n`);
     tcp.push(await pingPong());
@@ -153,11 +170,12 @@ async function main(): Promise<void> {
       const server = await startChild([NODE, CLI, 'serve', '--device', FILE, '--workers', '1', '--port', String(port), '--no-qos', '--no-admin', '--no-persist', '--poll'], DEVICE_CPU, /data-plane worker/);
       try {
         runs[w.name].remote.push(await remote(w, port, server.pid));
+        runs[w.name].remoteC.push(await remoteC(client, w, port, server.pid));
       } finally {
         await server.stop();
       }
-      const last = (k: 'local' | 'remote' | 'fio'): string => `${Math.round(runs[w.name][k].at(-1)!.iops)}`;
-      process.stderr.write(`  ${w.name}: fio ${last('fio')}, local ${last('local')}, remote ${last('remote')} IOPS\n`);
+      const last = (k: 'local' | 'remote' | 'remoteC' | 'fio'): string => `${Math.round(runs[w.name][k].at(-1)!.iops)}`;
+      process.stderr.write(`  ${w.name}: fio ${last('fio')}, local ${last('local')}, remote ${last('remote')}, remote-c ${last('remoteC')} IOPS\n`);
     }
   }
   const table: Array<Record<string, unknown>> = [];
@@ -166,15 +184,22 @@ async function main(): Promise<void> {
     const l = medianPoint(runs[w.name].local);
     const r = medianPoint(runs[w.name].remote);
     const f = medianPoint(runs[w.name].fio);
-    table.push({ workload: w.name, fio: f, local: l, remote: r, localVsFio: l.iops / f.iops, remoteVsLocal: r.iops / l.iops });
+    const rc = medianPoint(runs[w.name].remoteC);
+    table.push({ workload: w.name, fio: f, local: l, remote: r, remoteC: rc, localVsFio: l.iops / f.iops, remoteVsLocal: r.iops / l.iops, remoteCVsLocal: rc.iops / l.iops });
   }
-  const lines = ['workload         fio IOPS  p50   p95 | local IOPS  p50   p95 | remote IOPS  p50   p95 | local/fio remote/local'];
+  const lines = [
+    'remote: the Node generator (the one the local run uses); remote-c: the C v1 client. Latency in µs; fio\'s is submission to completion.',
+    'workload         fio IOPS  p50   p95 | local IOPS  p50   p95 | remote IOPS  p50   p95 | remote-c IOPS  p50   p95 | local/fio remote/local remote-c/local',
+  ];
   for (const row of table) {
     const f = row.fio as Point;
     const l = row.local as Point;
     const r = row.remote as Point;
+    const rc = row.remoteC as Point;
     const c = (p: Point): string => `${String(Math.round(p.iops)).padStart(8)} ${p.p50Us.toFixed(0).padStart(5)} ${p.p95Us.toFixed(0).padStart(5)}`;
-    lines.push(`${String(row.workload).padEnd(15)} ${c(f)} | ${c(l).padStart(21)} | ${c(r).padStart(22)} | ${(row.localVsFio as number).toFixed(3).padStart(8)} ${(row.remoteVsLocal as number).toFixed(3).padStart(10)}`);
+    lines.push(
+      `${String(row.workload).padEnd(15)} ${c(f)} | ${c(l).padStart(21)} | ${c(r).padStart(22)} | ${c(rc).padStart(24)} | ${(row.localVsFio as number).toFixed(3).padStart(8)} ${(row.remoteVsLocal as number).toFixed(3).padStart(11)} ${(row.remoteCVsLocal as number).toFixed(3).padStart(14)}`,
+    );
   }
   const qd1 = table.find((t) => t.workload === 'randread qd1');
   if (qd1) {
@@ -184,7 +209,7 @@ async function main(): Promise<void> {
   }
   console.log(lines.join('\n'));
   const reads = table.filter((t) => String(t.workload).startsWith('randread'));
-  const curve = (k: 'fio' | 'local' | 'remote'): [number, number][] => reads.map((t) => [(t[k] as Point).iops, (t[k] as Point).p95Us]);
+  const curve = (k: 'fio' | 'local' | 'remote' | 'remoteC'): [number, number][] => reads.map((t) => [(t[k] as Point).iops, (t[k] as Point).p95Us]);
   fs.writeFileSync(
     path.join(ROOT, 'results/remote-vs-local.svg'),
     lineChart({
@@ -196,6 +221,7 @@ async function main(): Promise<void> {
         { name: 'fio io_uring', points: curve('fio') },
         { name: 'reflex local engine', points: curve('local') },
         { name: 'reflex remote (1 server core)', points: curve('remote') },
+        { name: 'reflex remote, C client', points: curve('remoteC') },
       ],
     }),
   );

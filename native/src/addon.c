@@ -289,6 +289,41 @@ static unsigned collect(struct uring_obj *u) {
   return n + k;
 }
 
+/* Hands every available completion to JS, batch by batch; returns how many.
+ * From the event loop (from_js 0) each batch is a napi_make_callback (async
+ * context, microtask checkpoint); from inside a JS call (reap) a plain call,
+ * and an exception stays pending for that call to throw. */
+static uint32_t dispatch(struct uring_obj *u, int from_js) {
+  napi_env env = u->env;
+  uint32_t total = 0;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return 0;
+  while (!u->closed) {
+    unsigned n = collect(u);
+    if (n == 0) break;
+    total += n;
+    u->inflight -= n < u->inflight ? n : u->inflight;
+    set_loop_ref(u);
+    napi_value cb, recv, arg, result;
+    napi_get_reference_value(env, u->cb_ref, &cb);
+    napi_get_reference_value(env, u->self_ref, &recv);
+    napi_create_uint32(env, n, &arg);
+    napi_status st = from_js ? napi_call_function(env, recv, cb, 1, &arg, &result)
+                             : napi_make_callback(env, u->actx, recv, cb, 1, &arg, &result);
+    if (st == napi_pending_exception && from_js) break;
+    if (st == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+      break;
+    }
+    if (n < u->comp_cap) break; /* drained; new completion work re-arms the eventfd */
+    ring_run_deferred(&u->ring);
+  }
+  napi_close_handle_scope(env, scope);
+  return total;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -300,29 +335,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   ssize_t rd = read(u->efd, &counter, sizeof counter);
   (void)rd;
   ring_run_deferred(&u->ring);
-  napi_env env = u->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  while (!u->closed) {
-    unsigned n = collect(u);
-    if (n == 0) break;
-    u->inflight -= n < u->inflight ? n : u->inflight;
-    set_loop_ref(u);
-    napi_value cb, recv, arg, result;
-    napi_get_reference_value(env, u->cb_ref, &cb);
-    napi_get_reference_value(env, u->self_ref, &recv);
-    napi_create_uint32(env, n, &arg);
-    napi_status st = napi_make_callback(env, u->actx, recv, cb, 1, &arg, &result);
-    if (st == napi_pending_exception) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
-      break;
-    }
-    if (n < u->comp_cap) break; /* drained; new completion work re-arms the eventfd */
-    ring_run_deferred(&u->ring);
-  }
-  napi_close_handle_scope(env, scope);
+  dispatch(u, 0);
 }
 
 static void finalize_ring(napi_env env, void *data, void *hint) {
@@ -534,22 +547,9 @@ static int prep_one(struct uring_obj *u, napi_env env, napi_value foreign, const
   return 1;
 }
 
-static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  struct uring_obj *u = unwrap_open(env, self);
-  if (!u) return NULL;
-  uint32_t count = 0;
-  if (argc < 1 || napi_get_value_uint32(env, argv[0], &count) != napi_ok || count > u->desc_cap) {
-    napi_throw_range_error(env, NULL, "submit: bad count");
-    return NULL;
-  }
-  napi_value foreign = NULL;
-  if (argc >= 2) {
-    napi_valuetype t;
-    if (napi_typeof(env, argv[1], &t) == napi_ok && t == napi_object) foreign = argv[1];
-  }
+/* Turns `count` descriptors into SQEs (or synthetic completions); returns
+ * how many were taken. The caller enters the kernel. */
+static uint32_t take_batch(struct uring_obj *u, napi_env env, napi_value foreign, uint32_t count) {
   uint32_t synth_before = u->synth_count;
   uint32_t taken = 0;
   for (; taken < count; taken++) {
@@ -559,6 +559,40 @@ static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
   /* Everything not completed synthetically went into the SQ. */
   buf_table_io_begin(u->bufs, taken - (u->synth_count - synth_before));
   set_loop_ref(u);
+  return taken;
+}
+
+/* Reads (count, foreign?) from argv[first..]; false after throwing. */
+static int batch_args(napi_env env, struct uring_obj *u, size_t argc, napi_value *argv, size_t first,
+                      uint32_t *count, napi_value *foreign) {
+  *count = 0;
+  *foreign = NULL;
+  if (argc > first && napi_get_value_uint32(env, argv[first], count) != napi_ok) *count = UINT32_MAX;
+  if (*count > u->desc_cap) {
+    napi_throw_range_error(env, NULL, "bad descriptor count");
+    return 0;
+  }
+  if (argc > first + 1) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[first + 1], &t) == napi_ok && t == napi_object) *foreign = argv[first + 1];
+  }
+  return 1;
+}
+
+static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], self;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  struct uring_obj *u = unwrap_open(env, self);
+  if (!u) return NULL;
+  uint32_t count;
+  napi_value foreign;
+  if (argc < 1 || !batch_args(env, u, argc, argv, 0, &count, &foreign)) {
+    if (argc < 1) napi_throw_range_error(env, NULL, "submit: bad count");
+    return NULL;
+  }
+  uint32_t synth_before = u->synth_count;
+  uint32_t taken = take_batch(u, env, foreign, count);
   int rc = ring_submit(&u->ring);
   if (u->synth_count != synth_before) {
     /* Wake our own poll handle so these complete on a later tick. */
@@ -569,6 +603,52 @@ static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
   /* A failed io_uring_enter leaves SQEs in the ring; the next submit retries
    * them. Report the error only if nothing at all was taken. */
   return make_int(env, rc < 0 && taken == 0 ? rc : (int64_t)taken);
+}
+
+/* reap(min, count?, foreign?): submits `count` new descriptors and waits in
+ * the same io_uring_enter until `min` completions are ready (fewer if fewer
+ * are in flight), then delivers them through the batch callback before
+ * returning the count. For a caller with nothing else to do (the
+ * local load generator in closed loop), as fio waits: no event-loop turn,
+ * no eventfd. reap(0) delivers what is ready without waiting. */
+static napi_value ring_reap_js(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], self;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  struct uring_obj *u = unwrap_open(env, self);
+  if (!u) return NULL;
+  uint32_t min = 0, count;
+  napi_value foreign;
+  if (argc >= 1) napi_get_value_uint32(env, argv[0], &min);
+  if (!batch_args(env, u, argc, argv, 1, &count, &foreign)) return NULL;
+  /* New descriptors go in with the same io_uring_enter that waits. */
+  if (count > 0 && take_batch(u, env, foreign, count) != count) {
+    napi_throw_error(env, NULL, "reap: submission queue full");
+    return NULL;
+  }
+  uint32_t in_kernel = u->inflight > u->synth_count ? u->inflight - u->synth_count : 0;
+  if (min > in_kernel) min = in_kernel;
+  if (u->synth_count > 0) min = 0; /* something is ready already */
+  int rc = ring_submit_wait(&u->ring, min);
+  if (rc < 0 && rc != -ETIME && rc != -EINTR) return make_int(env, rc);
+  uint32_t got = dispatch(u, 1);
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  return make_int(env, got);
+}
+
+/* notify(on): whether CQEs signal the eventfd (IORING_CQ_EVENTFD_DISABLED).
+ * Off while a caller reaps by itself, so the event loop does not wake for
+ * completions it has already taken. */
+static napi_value ring_notify_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], self;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  struct uring_obj *u = unwrap_open(env, self);
+  if (!u) return NULL;
+  bool on = true;
+  if (argc >= 1) napi_get_value_bool(env, argv[0], &on);
+  return make_int(env, ring_set_eventfd_enabled(&u->ring, on));
 }
 
 static napi_value ring_register_files_js(napi_env env, napi_callback_info info) {
@@ -617,6 +697,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor ring_props[] = {
     {"submit", NULL, ring_submit_js, NULL, NULL, NULL, napi_default, NULL},
     {"registerFiles", NULL, ring_register_files_js, NULL, NULL, NULL, napi_default, NULL},
+    {"reap", NULL, ring_reap_js, NULL, NULL, NULL, napi_default, NULL},
+    {"notify", NULL, ring_notify_js, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, ring_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value ring_class;

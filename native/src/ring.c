@@ -97,6 +97,7 @@ int ring_init(struct ring *r, unsigned entries) {
   r->cq_tail = ptr_at(r->cq_map, p.cq_off.tail);
   r->cq_mask = ptr_at(r->cq_map, p.cq_off.ring_mask);
   r->cqes = ptr_at(r->cq_map, p.cq_off.cqes);
+  r->cq_flags = p.cq_off.flags ? ptr_at(r->cq_map, p.cq_off.flags) : NULL;
   /* SQ slot i always names SQE i: set the indirection array once. */
   for (unsigned i = 0; i < r->sq_entries; i++) r->sq_array[i] = i;
   r->sq_local_tail = *r->sq_tail;
@@ -140,6 +141,19 @@ int ring_submit(struct ring *r) {
   return rc;
 }
 
+int ring_submit_wait(struct ring *r, unsigned min_complete) {
+  __atomic_store_n(r->sq_tail, r->sq_local_tail, __ATOMIC_RELEASE);
+  unsigned pending = r->sq_local_tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+  int defer = (r->setup_flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+  if (pending == 0 && min_complete == 0 && !defer) return 0;
+  unsigned flags = min_complete > 0 || defer ? IORING_ENTER_GETEVENTS : 0;
+  int rc;
+  do {
+    rc = sys_enter(r->fd, pending, min_complete, flags);
+  } while (rc == -EINTR);
+  return rc;
+}
+
 int ring_run_deferred(struct ring *r) {
   if (!(r->setup_flags & IORING_SETUP_DEFER_TASKRUN)) return 0;
   int rc;
@@ -175,6 +189,20 @@ unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap) {
 
 int ring_register_eventfd(struct ring *r, int efd) {
   return sys_register(r->fd, IORING_REGISTER_EVENTFD, &efd, 1);
+}
+
+int ring_set_eventfd_enabled(struct ring *r, int on) {
+#ifdef IORING_CQ_EVENTFD_DISABLED
+  if (!r->cq_flags) return -ENOTSUP;
+  unsigned f = __atomic_load_n(r->cq_flags, __ATOMIC_RELAXED);
+  f = on ? f & ~IORING_CQ_EVENTFD_DISABLED : f | IORING_CQ_EVENTFD_DISABLED;
+  __atomic_store_n(r->cq_flags, f, __ATOMIC_RELEASE);
+  return 0;
+#else
+  (void)r;
+  (void)on;
+  return -ENOTSUP;
+#endif
 }
 
 int ring_register_files(struct ring *r, const int *fds, unsigned n) {

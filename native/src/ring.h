@@ -24,6 +24,7 @@ struct ring {
   unsigned sq_local_tail; /* SQEs reserved by us, not yet published */
   /* Completion queue (shared with the kernel). */
   unsigned *cq_head, *cq_tail, *cq_mask;
+  unsigned *cq_flags; /* NULL before Linux 5.8 */
   struct io_uring_cqe *cqes;
   /* Mappings, for teardown. */
   void *sq_map, *cq_map;
@@ -46,6 +47,10 @@ int ring_submit(struct ring *r);
  * visible; a no-op otherwise. Returns 0 or -errno. */
 int ring_run_deferred(struct ring *r);
 
+/* Publishes reserved SQEs and, in the same io_uring_enter, waits for
+ * min_complete CQEs (0: only runs deferred completion work). 0 or -errno. */
+int ring_submit_wait(struct ring *r, unsigned min_complete);
+
 /* Blocks until at least min_complete CQEs are available (running deferred
  * completion work). Returns 0 or -errno. */
 int ring_wait(struct ring *r, unsigned min_complete);
@@ -55,6 +60,8 @@ int ring_wait(struct ring *r, unsigned min_complete);
 unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap);
 
 int ring_register_eventfd(struct ring *r, int efd);
+/* Turns eventfd signalling on or off (IORING_CQ_EVENTFD_DISABLED); 0 or -ENOTSUP. */
+int ring_set_eventfd_enabled(struct ring *r, int on);
 int ring_register_files(struct ring *r, const int *fds, unsigned n);
 
 /* io_uring_setup(1) then close: 0 when io_uring is usable, else -errno

@@ -243,9 +243,22 @@ async function main(init: WorkerInit): Promise<void> {
   if (init.poll) {
     // Polling, as ReFlex does: the loop never blocks in epoll, so neither a
     // request nor a disk completion waits for the CPU to wake from idle
-    // (tens of µs on a VM). Each turn still polls sockets and the ring.
+    // (tens of µs on a VM). Each turn polls the sockets (epoll with a zero
+    // timeout) and takes completions straight from each ring, so the
+    // kernel need not signal an eventfd for them; when polling stops
+    // (drain) the eventfd takes over again.
+    const engines = devices.map((d) => d.plane.engine).filter((e) => e.reap !== undefined && e.setEventLoopNotify !== undefined);
+    for (const e of engines) e.setEventLoopNotify!(false);
     const spin = (): void => {
-      if (!draining) setImmediate(spin);
+      if (draining) {
+        for (const e of engines) {
+          e.setEventLoopNotify!(true);
+          e.reap!(0);
+        }
+        return;
+      }
+      for (let i = 0; i < engines.length; i++) if (engines[i].inFlight > 0) engines[i].reap!(0);
+      setImmediate(spin);
     };
     setImmediate(spin);
   }

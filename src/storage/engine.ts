@@ -79,6 +79,20 @@ export interface Engine {
   kick(): void;
   /** Requests submitted and not yet completed. */
   readonly inFlight: number;
+  /**
+   * Optional: wait in the kernel for at least `min` completions (fewer when
+   * fewer are in flight) and deliver them through onComplete before
+   * returning how many were delivered. For a caller that has nothing else
+   * to do meanwhile, as fio waits; an engine without it completes only
+   * through the event loop.
+   */
+  reap?(min: number): number;
+  /**
+   * Optional, with reap: whether completions also wake the event loop. A
+   * caller that reaps by itself turns this off so the loop does not wake
+   * for completions already taken.
+   */
+  setEventLoopNotify?(on: boolean): void;
   /** Waits for in-flight requests, then releases the device. */
   close(): Promise<void>;
 }

@@ -115,6 +115,8 @@ export class UringEngine implements Engine {
   private inCallback = false;
   private closed = false;
   private closedRing = false;
+  /** Inside reap(): handlers' submissions wait for the next reap, not a flush of their own. */
+  private reaping = false;
   private drained: (() => void) | null = null;
 
   private lastAb: ArrayBufferLike | null = null;
@@ -256,6 +258,32 @@ export class UringEngine implements Engine {
     if (!this.inCallback) this.flush();
   }
 
+  reap(min: number): number {
+    if (this.closedRing) return 0;
+    assert(!this.inCallback, 'reap from a completion handler');
+    // Queued requests go in with the same io_uring_enter that waits, and
+    // what the handlers submit waits for the next reap (one syscall per
+    // round trip at depth 1, as fio's submit-and-wait).
+    // The native side reads the descriptors before it delivers anything, so
+    // handlers may place the next batch from index 0 meanwhile.
+    const n = this.batch;
+    const foreign = this.foreign.length > 0 ? this.foreign.splice(0) : undefined;
+    this.batch = 0;
+    this.reaping = true;
+    let got: number;
+    try {
+      got = this.ring.reap(min, n, foreign);
+    } finally {
+      this.reaping = false;
+    }
+    if (got < 0) throw new Error(`io_uring reap failed: errno ${-got}`);
+    return got;
+  }
+
+  setEventLoopNotify(on: boolean): void {
+    if (!this.closedRing) this.ring.notify(on);
+  }
+
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
@@ -393,7 +421,7 @@ export class UringEngine implements Engine {
     }
     this.inCallback = false;
     // Issue what the handlers submitted and what moved up from the overflow.
-    if (this.batch > 0 && !this.closedRing) this.flush();
+    if (this.batch > 0 && !this.closedRing && !this.reaping) this.flush();
     if (this.count === 0 && this.drained !== null) {
       const done = this.drained;
       this.drained = null;

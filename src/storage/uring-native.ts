@@ -65,6 +65,15 @@ export interface NativeRing {
   submit(count: number, foreign?: Uint8Array[]): number;
   /** 0 or a negative errno. */
   registerFiles(fds: Int32Array): number;
+  /**
+   * Takes `count` descriptors as submit does and, in the same
+   * io_uring_enter, waits for `min` completions (capped at those in
+   * flight); delivers what is ready through onBatch and returns the number
+   * delivered or a negative errno.
+   */
+  reap(min: number, count?: number, foreign?: Uint8Array[]): number;
+  /** Whether CQEs signal the eventfd; 0 or a negative errno (ENOTSUP before Linux 5.8). */
+  notify(on: boolean): number;
   /** Idempotent. Pending completions are dropped. */
   close(): void;
 }

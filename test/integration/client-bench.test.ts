@@ -5,19 +5,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useMemoryServer } from '../helpers/memory-server.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const server = useMemoryServer();
 
-function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'bench', '--port', String(server.port), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, args, { timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
 }
+
+const bench = (args: string[]): ReturnType<typeof run> => run([CLI, 'bench', '--port', String(server.port), ...args]);
 
 test('closed loop for 1 s reports IOPS and latencies as JSON', async () => {
   const r = await bench(['--conns', '2', '--qd', '8', '--duration', '1', '--warmup', '0.2', '--read-pct', '70', '--json', '--server-pid', String(process.pid)]);
@@ -39,6 +44,24 @@ test('an open-loop sweep gives one row per rate, near the requested rate', async
   const out = JSON.parse(r.stdout) as { results: Array<{ requestedIops: number; achievedIops: number }> };
   assert.deepEqual(out.results.map((x) => x.requestedIops), [500, 1000]);
   for (const row of out.results) assert.ok(Math.abs(row.achievedIops / row.requestedIops - 1) < 0.3, `achieved ${row.achievedIops} of ${row.requestedIops}`);
+});
+
+test('--local drives a file through the engine in closed loop (reaping) and open loop (event loop)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-bench-local-'));
+  try {
+    const file = path.join(dir, 'local.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, 16 * 2 ** 20);
+    for (const mode of [['--qd', '1'], ['--qd', '16'], ['--iops', '2000', '--qd', '16']]) {
+      const r = await run([CLI, 'bench', '--local', file, ...mode, '--duration', '1', '--warmup', '0.2', '--read-pct', '70', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const row = (JSON.parse(r.stdout) as { results: Array<{ achievedIops: number; completed: number; errors: number }> }).results[0];
+      assert.equal(row.errors, 0, mode.join(' '));
+      assert.ok(row.completed > 500, `${mode.join(' ')}: ${row.completed} completed`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('bad flags are usage errors', async () => {
