@@ -23,6 +23,9 @@ import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorSta
 import { assert } from '../util/assert.ts';
 import { LocalStatus, STATUS_OK, ReflexConnectionError } from './errors.ts';
 
+/** Bytes one plain-TCP read may take; the parser keeps only partial frames. */
+const RECV_BUFFER = 256 * 1024;
+
 /** Receives completions. `payload` is a view into the receive buffer, valid only during the call. */
 export interface ResponseSink {
   onResponse(tag: number, status: number, payload: Buffer | null): void;
@@ -87,7 +90,7 @@ export class ClientConnection implements FrameSink {
   /** Set when the socket reported an error. */
   lastError: Error | null = null;
 
-  private constructor(socket: net.Socket, opts: ConnectionOptions) {
+  private constructor(socket: net.Socket, opts: ConnectionOptions, reader: { target: ClientConnection | null; early: Buffer[] } | null) {
     this.socket = socket;
     this.sectorSizeValue = opts.sectorSize ?? DEFAULT_SECTOR_SIZE;
     this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_REQUEST_BYTES;
@@ -98,7 +101,13 @@ export class ClientConnection implements FrameSink {
     this.handleHi = hi32(first);
     this.parser = this.makeParser();
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
+    if (reader === null) {
+      socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
+    } else {
+      reader.target = this;
+      for (const chunk of reader.early) this.parser.push(chunk, this);
+      reader.early.length = 0;
+    }
     socket.on('error', (err) => {
       this.lastError = err;
     });
@@ -114,7 +123,25 @@ export class ClientConnection implements FrameSink {
   static open(opts: ConnectionOptions): Promise<ClientConnection> {
     return new Promise((resolve, reject) => {
       const host = opts.host ?? '127.0.0.1';
-      const socket: net.Socket = opts.tls ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...opts.tls, host, port: opts.port }) : net.connect({ host, port: opts.port });
+      // Plain TCP reads into one reused buffer (`onread`): no allocation per
+      // read, so a busy client does not drive the GC with 64 KiB chunks. TLS
+      // has no such option and keeps the 'data' stream.
+      const reader = opts.tls ? null : { target: null as ClientConnection | null, early: [] as Buffer[] };
+      const socket: net.Socket = opts.tls
+        ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...opts.tls, host, port: opts.port })
+        : net.connect({
+            host,
+            port: opts.port,
+            onread: {
+              buffer: Buffer.allocUnsafe(RECV_BUFFER),
+              callback: (n: number, buf: Uint8Array): boolean => {
+                const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+                if (reader!.target !== null) reader!.target.parser.push(chunk, reader!.target);
+                else reader!.early.push(Buffer.from(chunk));
+                return true;
+              },
+            },
+          });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new ReflexConnectionError('ECONNRESET', LocalStatus.CLOSED, `connect to ${opts.host ?? '127.0.0.1'}:${opts.port}: timed out`));
@@ -127,7 +154,7 @@ export class ClientConnection implements FrameSink {
       socket.once(opts.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.off('error', onError);
-        resolve(new ClientConnection(socket, opts));
+        resolve(new ClientConnection(socket, opts, reader));
       });
     });
   }
