@@ -23,6 +23,8 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -125,6 +127,26 @@ static void push_synth(struct uring_obj *u, int32_t tag, int32_t res) {
 }
 
 /* ---- module functions -------------------------------------------------- */
+
+/* sleepUs(us): blocks this thread for `us` µs (at most 1 s), for receive
+ * coalescing (src/dataplane/coalescing.ts). The thread's timer slack is
+ * set to 1 µs on first use so the nap is the length asked for. */
+static napi_value js_sleep_us(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t us = 0;
+  if (argc >= 1) napi_get_value_uint32(env, argv[0], &us);
+  if (us > 999999) us = 999999;
+  static __thread int slack_set;
+  if (!slack_set) {
+    prctl(PR_SET_TIMERSLACK, 1000UL);
+    slack_set = 1;
+  }
+  struct timespec ts = {0, (long)us * 1000};
+  nanosleep(&ts, NULL);
+  return NULL;
+}
 
 static napi_value js_probe(napi_env env, napi_callback_info info) {
   (void)info;
@@ -706,6 +728,7 @@ static napi_value init(napi_env env, napi_value exports) {
                                sizeof ring_props / sizeof ring_props[0], ring_props, &ring_class));
   napi_property_descriptor props[] = {
     {"probe", NULL, js_probe, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sleepUs", NULL, js_sleep_us, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alloc", NULL, js_alloc, NULL, NULL, NULL, napi_enumerable, NULL},
     {"deviceInfo", NULL, js_device_info, NULL, NULL, NULL, napi_enumerable, NULL},
     {"Ring", NULL, NULL, NULL, NULL, ring_class, napi_enumerable, NULL},

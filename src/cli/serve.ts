@@ -37,6 +37,8 @@ const HELP = `usage: reflex serve [options]
                        read-error=0.01,write-error=0.01,delay-us=500,full-after=64M,fail=0-4096,seed=1
   --poll               workers spin instead of sleeping when idle (ReFlex-style
                        polling): lower latency at low load, one busy core each
+  --coalesce-us N      after a loop turn with 2+ requests, sleep N µs so the next
+                       ones arrive together (default 40; 0 off; ignored with --poll)
   --no-qos             switch the QoS scheduler off
 `;
 
@@ -67,6 +69,7 @@ export async function run(argv: string[]): Promise<number> {
       'no-admin': { type: 'boolean' },
       faults: { type: 'string' },
       poll: { type: 'boolean' },
+      'coalesce-us': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -96,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
   raw.persist = raw.persist ?? !values['no-persist'];
   if (values.faults !== undefined) raw.faults = values.faults;
   if (values.poll) raw.poll = true;
+  if (values['coalesce-us'] !== undefined) raw.coalesceUs = intArg('--coalesce-us', values['coalesce-us']);
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values.port !== undefined) {

@@ -2,6 +2,7 @@ import type { Engine, IoRequest } from '../storage/engine.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { RequestPool, type DpRequest } from './request.ts';
 import type { TenantCounters } from './tenant-counters.ts';
+import type { Coalescer } from './coalescing.ts';
 
 /**
  * Decides when queued requests reach the engine. The pass-through gate
@@ -52,6 +53,8 @@ export class DataPlane {
   readonly buffers: BufferPool;
   readonly counters: TenantCounters;
   gate: Gate = new PassThroughGate();
+  /** The worker's receive coalescing (shared by its planes); null: off. */
+  coalescer: Coalescer | null = null;
   /**
    * Serialization space for replies, shared by the worker's connections.
    * A socket write that completes synchronously leaves the kernel with a copy,
@@ -89,6 +92,7 @@ export class DataPlane {
   }
 
   submit(req: DpRequest): void {
+    if (this.coalescer !== null) this.coalescer.noteRequest();
     this.gate.enqueue(req);
     this.scheduleRound();
   }
@@ -125,6 +129,7 @@ export class DataPlane {
     const list = this.dirty;
     this.dirty = [];
     for (let i = 0; i < list.length; i++) list[i].flush();
+    if (this.coalescer !== null) this.coalescer.noteFlush();
   }
 
   /** The socket kept the scratch buffer: use new memory for the next flush. */

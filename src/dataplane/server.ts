@@ -187,6 +187,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         attachPort,
         tls: config.tls,
         poll: config.poll,
+        coalesceUs: config.coalesceUs,
         state: initialState,
       };
       const w = new Worker(WORKER_URL, { workerData: init, name: `reflex-dp-${index}` });

@@ -30,6 +30,8 @@ export interface WorkerInit {
   attachPort: number | null;
   /** Keep the event loop spinning instead of sleeping (ReFlex-style polling; costs a core). */
   poll: boolean;
+  /** Receive coalescing sleep in µs after a turn with several requests; 0: off (src/dataplane/coalescing.ts). */
+  coalesceUs: number;
   /** PEM contents for TLS listeners, or null. */
   tls: { cert: string; key: string } | null;
   state: PlaneState;

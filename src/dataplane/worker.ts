@@ -14,6 +14,8 @@ import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { openEngine } from '../storage/open-engine.ts';
 import { Errno } from '../storage/engine.ts';
+import { Coalescer } from './coalescing.ts';
+import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
 import type { ExportedVolume } from './front-end.ts';
 import type { PlaneState } from './plane-state.ts';
@@ -54,6 +56,11 @@ async function main(init: WorkerInit): Promise<void> {
     devices.push({ plane, gate });
   }
   const home = devices[0].plane;
+  // Receive coalescing, one per worker, shared by its planes; never while polling.
+  if (init.coalesceUs > 0 && !init.poll && sleepUs !== null) {
+    const coalescer = new Coalescer(init.coalesceUs, sleepUs);
+    for (const d of devices) d.plane.coalescer = coalescer;
+  }
 
   let state: PlaneState = { tenants: [], volumes: [], credentials: [], ports: [] };
   const tenantDevice = new Map<number, number>();

@@ -49,6 +49,9 @@ describe('resolveConfig', () => {
     ['admin port equal to a data port', { memory: '1G', ports: [{ port: 5000 }], adminPort: 5000 }, /used twice/],
     ['TLS key without a certificate', { memory: '1G', tlsKey: 'k.pem' }, /tlsCert/],
     ['garbage fault spec', { memory: '1G', faults: 'read-error=lots' }, /faults/],
+    ['negative coalescing', { memory: '1G', coalesceUs: -5 }, /coalesceUs/],
+    ['fractional coalescing', { memory: '1G', coalesceUs: 2.5 }, /coalesceUs/],
+    ['coalescing over 1 ms', { memory: '1G', coalesceUs: 5000 }, /coalesceUs/],
   ];
   for (const [what, raw, message] of refused) {
     it(`refuses: ${what}`, () => assert.throws(() => resolveConfig(raw, 2), (e: Error) => e instanceof ConfigError && message.test(e.message)));

@@ -1,0 +1,83 @@
+/**
+ * Adaptive receive coalescing: software interrupt moderation for a worker.
+ *
+ * A client that pipelines (fio's nbd engine, most NBD clients) sends one
+ * request per segment, so a worker that answers each as it lands pays a
+ * wake-up, a read, a write and an epoll_wait per request: on this kind of
+ * VM ~10 µs of CPU, almost all of it kernel. Sleeping a few tens of µs
+ * after a turn that carried several requests lets the next ones pile up in
+ * the socket; the next turn takes them with one read and answers with one
+ * write. Measured with fio's nbd engine at depth 32: server CPU per request
+ * roughly halves and IOPS do not drop (the client gets its replies in
+ * batches too).
+ *
+ * The policy is the part that decides, and it only looks at how many
+ * requests the turn carried: a turn with at least two (concurrency: a
+ * pipelining client, or several clients) is followed by a sleep; a turn
+ * with one or none is not. So a lone client at depth 1 (one request per
+ * turn, the next only after our reply) never waits, and as soon as a sleep
+ * gathers at most one request the worker stops sleeping. Polling workers
+ * (`--poll`) never coalesce: they trade a core for the lowest latency.
+ */
+
+export class CoalescingPolicy {
+  private requests = 0;
+  readonly sleepUs: number;
+
+  /** `sleepUs` 0 turns coalescing off. */
+  constructor(sleepUs: number) {
+    this.sleepUs = sleepUs;
+  }
+
+  /** A request entered the data plane during this turn. */
+  noteRequest(): void {
+    this.requests++;
+  }
+
+  /** End of a turn that sent replies: µs to sleep before polling again (0: none). */
+  endTurn(): number {
+    const n = this.requests;
+    this.requests = 0;
+    return n >= 2 ? this.sleepUs : 0;
+  }
+}
+
+/**
+ * The shell around the policy for one worker thread: one end-of-turn check
+ * per event-loop turn (a setImmediate, so it runs after every socket that
+ * was readable in the turn), and the sleep itself. Shared by all of the
+ * worker's data planes.
+ */
+export class Coalescer {
+  readonly policy: CoalescingPolicy;
+  private readonly sleep: (us: number) => void;
+  private queued = false;
+  /** Sleeps taken and µs slept since creation (for tests and metrics). */
+  sleeps = 0;
+  sleptUs = 0;
+  private readonly endTurnBound = (): void => {
+    this.queued = false;
+    const us = this.policy.endTurn();
+    if (us > 0) {
+      this.sleeps++;
+      this.sleptUs += us;
+      this.sleep(us);
+    }
+  };
+
+  constructor(sleepUs: number, sleep: (us: number) => void) {
+    this.policy = new CoalescingPolicy(sleepUs);
+    this.sleep = sleep;
+  }
+
+  noteRequest(): void {
+    this.policy.noteRequest();
+  }
+
+  /** Replies went out this turn: check, once, at the turn's end. */
+  noteFlush(): void {
+    if (this.queued) return;
+    this.queued = true;
+    setImmediate(this.endTurnBound);
+  }
+}
