@@ -14,7 +14,7 @@ const qd = Number(process.argv[2] ?? 32);
 const seconds = Number(process.argv[3] ?? 6);
 const port = await freePort();
 const nbd = await freePort();
-const server = await startChild([process.execPath, path.join(ROOT, 'src/cli/main.ts'), 'serve', '--memory', '1G', '--workers', '1', '--port', String(port), '--nbd-port', String(nbd), '--no-admin', '--no-persist', '--no-qos', ...(process.env.COALESCE_US !== undefined ? ['--coalesce-us', process.env.COALESCE_US] : [])], 0, /data-plane worker/);
+const server = await startChild([process.execPath, path.join(ROOT, 'src/cli/main.ts'), 'serve', '--memory', '1G', '--workers', '1', '--port', String(port), '--nbd-port', String(nbd), '--no-admin', '--no-persist', ...(process.env.QOS ? [] : ['--no-qos']), ...(process.env.COALESCE_US !== undefined ? ['--coalesce-us', process.env.COALESCE_US] : [])], 0, /data-plane worker/);
 try {
   const c0 = processCpuSeconds(server.pid);
   const t0 = performance.now();
