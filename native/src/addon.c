@@ -8,12 +8,16 @@
  *     ring.sqEntries, ring.cqEntries
  *     ring.submit(count, foreign?: Array) -> descriptors taken | -errno
  *     ring.registerFiles(fds: Int32Array) -> 0 | -errno
+ *     ring.reap(min, count?, foreign?) -> completions delivered | -errno
+ *     ring.notify(on: boolean) -> 0 | -errno
  *     ring.close()
+ *   sleepUs(us)                         nanosleep, 1 µs timer slack
  *
  * Submission: JS writes `count` descriptors of DESC_STRIDE doubles into
  * `desc` and calls submit(count) once per batch. Completion: the ring's
  * eventfd is watched by a uv_poll_t on this thread's loop; when readable we
  * copy (tag, res) pairs into `comp` and call onBatch(n) once per batch.
+ * reap() does the same synchronously, from inside the caller's JS call.
  * All state hangs off the Ring object or the environment's instance data,
  * so every worker thread gets independent rings and buffer tables.
  */
@@ -643,8 +647,11 @@ static napi_value ring_reap_js(napi_env env, napi_callback_info info) {
   napi_value foreign;
   if (argc >= 1) napi_get_value_uint32(env, argv[0], &min);
   if (!batch_args(env, u, argc, argv, 1, &count, &foreign)) return NULL;
-  /* New descriptors go in with the same io_uring_enter that waits. */
+  /* New descriptors go in with the same io_uring_enter that waits. The SQ
+   * holds at least as many entries as the engine ever places, so a short
+   * take is a broken invariant: submit what was taken, then fail loudly. */
   if (count > 0 && take_batch(u, env, foreign, count) != count) {
+    ring_submit(&u->ring);
     napi_throw_error(env, NULL, "reap: submission queue full");
     return NULL;
   }

@@ -48,7 +48,8 @@ int ring_submit(struct ring *r);
 int ring_run_deferred(struct ring *r);
 
 /* Publishes reserved SQEs and, in the same io_uring_enter, waits for
- * min_complete CQEs (0: only runs deferred completion work). 0 or -errno. */
+ * min_complete CQEs (0: does not wait; with DEFER_TASKRUN it still runs
+ * queued completion work). Returns the number submitted or -errno. */
 int ring_submit_wait(struct ring *r, unsigned min_complete);
 
 /* Blocks until at least min_complete CQEs are available (running deferred

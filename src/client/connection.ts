@@ -25,6 +25,13 @@ import { LocalStatus, STATUS_OK, ReflexConnectionError } from './errors.ts';
 
 /** Bytes one plain-TCP read may take; the parser keeps only partial frames. */
 const RECV_BUFFER = 256 * 1024;
+let sharedRecv: Buffer | null = null;
+/**
+ * One receive buffer for every connection of this thread: the read callback
+ * is synchronous and the parser copies any partial frame out of it, so
+ * connections never need the bytes after their callback returns.
+ */
+const recvBuffer = (): Buffer => (sharedRecv ??= Buffer.allocUnsafe(RECV_BUFFER));
 
 /** Receives completions. `payload` is a view into the receive buffer, valid only during the call. */
 export interface ResponseSink {
@@ -133,7 +140,7 @@ export class ClientConnection implements FrameSink {
             host,
             port: opts.port,
             onread: {
-              buffer: Buffer.allocUnsafe(RECV_BUFFER),
+              buffer: recvBuffer(),
               callback: (n: number, buf: Uint8Array): boolean => {
                 const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
                 if (reader!.target !== null) reader!.target.parser.push(chunk, reader!.target);

@@ -256,15 +256,25 @@ async function main(init: WorkerInit): Promise<void> {
     // (drain) the eventfd takes over again.
     const engines = devices.map((d) => d.plane.engine).filter((e) => e.reap !== undefined && e.setEventLoopNotify !== undefined);
     for (const e of engines) e.setEventLoopNotify!(false);
+    // kick() after each reap: a completion frees a ring slot that the
+    // engine refills from its overflow queue, and that refill must go in
+    // now (while draining, nothing else would ever submit it).
     const spin = (): void => {
       if (draining) {
         for (const e of engines) {
           e.setEventLoopNotify!(true);
           e.reap!(0);
+          e.kick();
         }
         return;
       }
-      for (let i = 0; i < engines.length; i++) if (engines[i].inFlight > 0) engines[i].reap!(0);
+      for (let i = 0; i < engines.length; i++) {
+        const e = engines[i];
+        if (e.inFlight > 0) {
+          e.reap!(0);
+          e.kick();
+        }
+      }
       setImmediate(spin);
     };
     setImmediate(spin);

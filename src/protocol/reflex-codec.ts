@@ -135,6 +135,21 @@ export class FrameParser {
   }
 
   private drain(sink: FrameSink): void {
+    try {
+      this.drainFrames(sink);
+    } finally {
+      // Even when a sink throws: the unparsed tail must not stay a view
+      // into a chunk the caller is about to reuse.
+      if (this.len === 0) {
+        this.buf = EMPTY;
+        this.off = 0;
+      } else if (this.buf !== this.ownBuf) {
+        this.keepLeftover();
+      }
+    }
+  }
+
+  private drainFrames(sink: FrameSink): void {
     const f = this.frame;
     this.paused = false;
     while (this.len >= HEADER_SIZE && !this.paused) {
@@ -162,13 +177,6 @@ export class FrameParser {
       this.off += HEADER_SIZE + plen;
       this.len -= HEADER_SIZE + plen;
       if (sink.onFrame(f) === false) this.paused = true;
-    }
-    if (this.len === 0) {
-      this.buf = EMPTY;
-      this.off = 0;
-    } else if (this.buf !== this.ownBuf) {
-      // Keep the leftover in our own buffer: the chunk may be reused by the caller.
-      this.keepLeftover();
     }
   }
 

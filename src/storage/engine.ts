@@ -80,9 +80,9 @@ export interface Engine {
   /** Requests submitted and not yet completed. */
   readonly inFlight: number;
   /**
-   * Optional: wait in the kernel for at least `min` completions (fewer when
-   * fewer are in flight) and deliver them through onComplete before
-   * returning how many were delivered. For a caller that has nothing else
+   * Optional: wait in the kernel for `min` completions (fewer when fewer are
+   * in flight, or after a transient kernel refusal) and deliver them through
+   * onComplete before returning how many were delivered. For a caller that has nothing else
    * to do meanwhile, as fio waits; an engine without it completes only
    * through the event loop.
    */

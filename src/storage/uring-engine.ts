@@ -6,7 +6,8 @@
  * shared with C; `kick` hands the whole batch to the kernel with a single
  * N-API call and a single io_uring_enter. Completions arrive through an
  * eventfd watched by libuv and are handed to JS as one batch of (tag, result)
- * pairs, where tag is the request's slot in `slots`. Requests beyond the ring
+ * pairs, where tag is the request's slot in `slots`; a caller with nothing
+ * else to do can instead `reap` them (submit and wait in one syscall). Requests beyond the ring
  * depth wait in a FIFO and enter as completions free slots. No scheduling
  * policy lives here: requests go to the kernel in submission order.
  */
@@ -276,6 +277,8 @@ export class UringEngine implements Engine {
     } finally {
       this.reaping = false;
     }
+    // EAGAIN/EBUSY (completion queue backed up) and EINTR are transient: report nothing delivered.
+    if (got === -11 || got === -16 || got === -4) return 0;
     if (got < 0) throw new Error(`io_uring reap failed: errno ${-got}`);
     return got;
   }

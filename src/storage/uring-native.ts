@@ -82,7 +82,7 @@ export interface NativeRingConstructor {
   /**
    * `desc` holds at least sqEntries * DESC_STRIDE doubles; `comp` receives
    * (tag, result) int32 pairs and `onBatch(n)` is called once per drained
-   * batch on this thread's event loop. Throws if the ring cannot be set up.
+   * batch on this thread's event loop (or, inside `reap`, synchronously). Throws if the ring cannot be set up.
    */
   new (entries: number, desc: Float64Array, comp: Int32Array, onBatch: (n: number) => void): NativeRing;
 }
