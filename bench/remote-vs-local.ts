@@ -117,7 +117,7 @@ async function remote(w: Workload, port: number, pid: number): Promise<Point> {
 /** The C v1 client against the server: IOPS, send-to-reply latency, server CPU. */
 async function remoteC(client: string, w: Workload, port: number, pid: number): Promise<Point> {
   const cpu0 = processCpuSeconds(pid);
-  const out = await runCommand([client, 'load', '127.0.0.1', String(port), '1', String(w.qd), String(SECONDS), String(Math.floor(SIZE / 512)), String(w.readPct), '8'], CLIENT_CPU);
+  const out = await runCommand([client, 'load', '127.0.0.1', String(port), '1', String(w.qd), String(SECONDS), String(Math.floor(SIZE / 512)), String(w.readPct), '8', '2'], CLIENT_CPU);
   const r = JSON.parse(out) as { iops: number; p50_us: number; p95_us: number; p99_us: number; errors: number };
   if (r.errors > 0) throw new Error(`remote-c ${w.name}: ${r.errors} errors`);
   return { iops: r.iops, p50Us: r.p50_us, p95Us: r.p95_us, p99Us: r.p99_us, serverCpuSec: processCpuSeconds(pid) - cpu0 };

@@ -7,8 +7,8 @@
  *   v1client verify HOST PORT CONNS QD ROUNDS SPAN_SECTORS
  *       writes random data at random offsets, reads it back, compares;
  *       exits 0 only if every byte matched (and prints "verified N").
- *   v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS
- *       closed-loop load, prints one JSON line with IOPS and latency
+ *   v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS [WARMUP]
+ *       closed-loop load (WARMUP seconds first, not measured), prints one JSON line with IOPS and latency
  *       percentiles: a load generator independent of the Node code.
  *   v1client open HOST PORT CONNS MAXQD SECONDS SPAN_SECTORS READ_PCT SECTORS IOPS WARMUP
  *       open loop: Poisson arrivals at IOPS, latency measured from each
@@ -307,7 +307,7 @@ static int run_open(const char *host, int port, int nconn, int qd, double second
 int main(int argc, char **argv) {
   if (argc < 8) {
     fprintf(stderr, "usage: v1client verify HOST PORT CONNS QD ROUNDS SPAN_SECTORS\n"
-                    "       v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS\n"
+                    "       v1client load HOST PORT CONNS QD SECONDS SPAN_SECTORS READ_PCT SECTORS [WARMUP]\n"
                     "       v1client open HOST PORT CONNS MAXQD SECONDS SPAN_SECTORS READ_PCT SECTORS IOPS WARMUP\n");
     return 2;
   }
@@ -327,6 +327,7 @@ int main(int argc, char **argv) {
   unsigned long span = strtoul(argv[7], 0, 10);
   int read_pct = argc > 8 ? atoi(argv[8]) : 100;
   unsigned int sectors = argc > 9 ? (unsigned)atoi(argv[9]) : 8;
+  double warm = argc > 10 ? atof(argv[10]) : 0; /* load mode: seconds not measured first */
   rng ^= (uint64_t)getpid();
 
   /* Verify mode: each request slot owns a disjoint region, so concurrent
@@ -368,7 +369,8 @@ int main(int argc, char **argv) {
     flush_out(c);
   }
 
-  uint64_t start = now_ns(), deadline = start + (uint64_t)limit * 1000000000ull;
+  uint64_t start = now_ns(), deadline = start + (uint64_t)((limit + warm) * 1e9);
+  uint64_t measure_from = start + (uint64_t)(warm * 1e9);
   long done = 0, verified = 0, mismatches = 0, errors = 0;
   long outstanding = (long)nconn * qd;
   struct epoll_event evs[64];
@@ -401,8 +403,10 @@ int main(int argc, char **argv) {
           return 1;
         }
         uint64_t t = now_ns();
-        record(t - r->sent_ns);
-        done++;
+        if (r->sent_ns >= measure_from) {
+          record(t - r->sent_ns);
+          done++;
+        }
         if (h.opcode != CMD_GET && h.opcode != CMD_SET) errors++;
         if (verify) {
           if (h.opcode == CMD_GET) {
@@ -438,7 +442,7 @@ int main(int argc, char **argv) {
       flush_out(c);
     }
   }
-  double secs = (now_ns() - start) / 1e9;
+  double secs = (now_ns() - (verify ? start : measure_from)) / 1e9;
   if (verify) {
     printf("verified %ld mismatches %ld errors %ld\n", verified, mismatches, errors);
     return mismatches == 0 && errors == 0 && verified > 0 ? 0 : 1;
