@@ -71,7 +71,7 @@ export async function runBench(o: BenchOptions, progress?: (phase: number, p: Pr
   // One connection in this thread learns the volume size and sector size.
   const probe: IoTarget =
     o.local !== undefined
-      ? await LocalTarget.open({ ...o.local, lanes: o.connections, maxLength: o.size, waitInKernel: o.rates.length === 0 })
+      ? await LocalTarget.open({ ...o.local, lanes: o.connections, maxLength: o.size, poll: o.rates.length === 0 })
       : await NetworkTarget.open({ ...o.target, connections: o.threads === 1 ? o.connections : 1, span: o.span, maxLength: o.size });
   const span = o.span ?? probe.size;
   if (span > probe.size) {

@@ -93,6 +93,14 @@ export interface Engine {
    * for completions already taken.
    */
   setEventLoopNotify?(on: boolean): void;
+  /**
+   * Optional, with reap: whether a request submitted from a completion
+   * handler goes to the kernel at once (one submission per request, as fio
+   * submits by default) instead of with the rest of the handler loop's
+   * batch. For a caller that polls and wants the device queue topped up
+   * without delay; the server keeps batching, which saves syscalls.
+   */
+  setSubmitEach?(on: boolean): void;
   /** Waits for in-flight requests, then releases the device. */
   close(): Promise<void>;
 }

@@ -118,6 +118,8 @@ export class UringEngine implements Engine {
   private closedRing = false;
   /** Inside reap(): handlers' submissions wait for the next reap, not a flush of their own. */
   private reaping = false;
+  /** setSubmitEach(true): handlers' submissions go in one by one, not as a batch. */
+  private submitEach = false;
   private drained: (() => void) | null = null;
 
   private lastAb: ArrayBufferLike | null = null;
@@ -287,6 +289,10 @@ export class UringEngine implements Engine {
     if (!this.closedRing) this.ring.notify(on);
   }
 
+  setSubmitEach(on: boolean): void {
+    this.submitEach = on;
+  }
+
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
@@ -414,7 +420,14 @@ export class UringEngine implements Engine {
     // would leak): finish every completion, then rethrow the first error.
     while (i < n) {
       try {
-        while (i < n) this.complete(i++);
+        if (this.submitEach) {
+          while (i < n) {
+            this.complete(i++);
+            if (this.batch > 0 && !this.closedRing) this.flush();
+          }
+        } else {
+          while (i < n) this.complete(i++);
+        }
       } catch (err) {
         if (!failed) {
           failed = true;

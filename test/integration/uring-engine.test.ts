@@ -243,61 +243,76 @@ test('a throwing completion handler does not strand the rest of the batch', { sk
   assert.match(got.errors[0], /handler failure/);
 });
 
-test('reap: submit and wait in one call, handlers chain requests, data intact with the eventfd off', { skip }, () => {
-  // A closed loop driven only by reap(), as the local load generator drives
-  // it: each completion submits the slot's next step (write, then read back,
-  // then a new write elsewhere), and the next reap issues it.
-  const size = 4 << 20;
-  const e = open('reap.img', size, 16);
-  e.setEventLoopNotify(false);
-  const slots = 12;
-  const span = Math.floor(size / slots / 65536) * 65536;
-  let verified = 0;
-  let mismatches = 0;
-  const want: Buffer[] = [];
-  const at: number[] = [];
-  let moves = 0;
-  const step = (slot: number, write: boolean): void => {
-    const r = newRequest();
-    const len = (1 + (slot % 8)) * 512;
-    // Each write goes somewhere new in the slot's region; its read follows it.
-    if (write) at[slot] = slot * span + (moves++ % 16) * 4096;
-    r.op = write ? Op.WRITE : Op.READ;
-    r.offset = at[slot];
-    r.length = len;
-    r.buf = e.allocBuffer(len);
-    if (write) {
-      randomBytes(len).copy(r.buf);
-      want[slot] = Buffer.from(r.buf.subarray(0, len));
-    }
-    r.ctx = (done: IoRequest) => {
-      assert.equal(done.result, 0);
-      if (!write) {
-        if (done.buf!.subarray(0, len).equals(want[slot])) verified++;
-        else mismatches++;
+/** How a chained closed loop is driven: as the local load generator in its two shapes. */
+const reapModes = [
+  { name: 'waiting for a quarter of what is in flight, batched submissions', submitEach: false, min: (e: UringEngine) => Math.max(1, e.inFlight >> 2) },
+  { name: 'polling (min 0), each handler submission issued at once', submitEach: true, min: () => 0 },
+];
+
+for (const mode of reapModes) {
+  test(`reap ${mode.name}: handlers chain requests, data intact with the eventfd off`, { skip }, () => {
+    // A closed loop driven only by reap(), as the local load generator drives
+    // it: each completion submits the slot's next step (write, then read back,
+    // then a new write elsewhere), which goes in with the next reap or, with
+    // setSubmitEach, at once from inside the handler loop.
+    const size = 4 << 20;
+    const e = open(`reap-${mode.submitEach ? 'each' : 'batch'}.img`, size, 16);
+    e.setEventLoopNotify(false);
+    e.setSubmitEach(mode.submitEach);
+    const slots = 12;
+    const span = Math.floor(size / slots / 65536) * 65536;
+    let verified = 0;
+    let mismatches = 0;
+    const want: Buffer[] = [];
+    const at: number[] = [];
+    let moves = 0;
+    let completions = 0;
+    const step = (slot: number, write: boolean): void => {
+      const r = newRequest();
+      const len = (1 + (slot % 8)) * 512;
+      // Each write goes somewhere new in the slot's region; its read follows it.
+      if (write) at[slot] = slot * span + (moves++ % 16) * 4096;
+      r.op = write ? Op.WRITE : Op.READ;
+      r.offset = at[slot];
+      r.length = len;
+      r.buf = e.allocBuffer(len);
+      if (write) {
+        randomBytes(len).copy(r.buf);
+        want[slot] = Buffer.from(r.buf.subarray(0, len));
       }
-      if (verified + mismatches < 400) step(slot, !write);
+      r.ctx = (done: IoRequest) => {
+        assert.equal(done.result, 0);
+        completions++;
+        if (!write) {
+          if (done.buf!.subarray(0, len).equals(want[slot])) verified++;
+          else mismatches++;
+        }
+        if (verified + mismatches < 400) step(slot, !write);
+      };
+      e.submit(r);
     };
-    e.submit(r);
-  };
-  for (let s = 0; s < slots; s++) step(s, true);
-  let calls = 0;
-  try {
-    // Nothing is issued before the first reap: it submits and waits together.
-    while (e.inFlight > 0) {
-      const got = e.reap(Math.max(1, e.inFlight >> 2));
-      assert.ok(got >= 0);
-      calls++;
+    for (let s = 0; s < slots; s++) step(s, true);
+    let calls = 0;
+    let delivered = 0;
+    try {
+      // Nothing is issued before the first reap: it submits and waits together.
+      while (e.inFlight > 0) {
+        const got = e.reap(mode.min(e));
+        assert.ok(got >= 0);
+        delivered += got;
+        calls++;
+      }
+    } finally {
+      // A failure must not leave requests that only a reap would complete.
+      e.setEventLoopNotify(true);
     }
-  } finally {
-    // A failure must not leave requests that only a reap would complete.
-    e.setEventLoopNotify(true);
-  }
-  assert.equal(mismatches, 0);
-  assert.ok(verified >= 400, `verified ${verified}`);
-  assert.ok(calls < verified * 2, `one reap per round trip or fewer (${calls} calls)`);
-  return e.close();
-});
+    assert.equal(mismatches, 0);
+    assert.ok(verified >= 400, `verified ${verified}`);
+    assert.equal(delivered, completions, 'reap returns how many it delivered');
+    if (!mode.submitEach) assert.ok(calls < verified * 2, `one reap per round trip or fewer (${calls} calls)`);
+    return e.close();
+  });
+}
 
 test('reap: a throwing handler surfaces from reap and the rest of the batch still completes', { skip }, () => {
   const e = open('reap-throw.img', 1 << 20, 8);
