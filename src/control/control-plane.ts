@@ -10,6 +10,7 @@
 import type { TenantSpec } from './config.ts';
 import { MAX_TENANTS, Registry, type CredentialRecord, type PortRecord, type RegistrySnapshot, type Result, type TenantRecord, type VolumeRecord } from './registry.ts';
 import { Field, HIST_BUCKETS, TenantCounters, quantileUs } from '../dataplane/tenant-counters.ts';
+import { WorkerField, type WorkerStats } from '../dataplane/worker-stats.ts';
 import type { PlaneState } from '../dataplane/plane-state.ts';
 
 /** Persists registry snapshots; see store.ts. */
@@ -90,9 +91,18 @@ export interface DeviceView {
   allocatedBytes: number;
 }
 
+export interface WorkerStatsView {
+  worker: number;
+  /** Event-loop turns that sent replies (each checked for a coalescing sleep). */
+  coalesceChecks: number;
+  coalesceSleeps: number;
+  coalesceSleptUs: number;
+}
+
 /** What the server gives the control plane: apply state to workers, read counters. */
 export interface PlaneHost {
   counters: TenantCounters;
+  workerStats: WorkerStats;
   engineOf(device: string): string;
   apply(state: PlaneState): Promise<void>;
   /** Resolves port 0 to a free port the workers can bind. */
@@ -302,6 +312,21 @@ export class ControlPlane {
         allocatedBytes: vols.reduce((a, v) => a + v.size, 0),
       };
     });
+  }
+
+  /** Cumulative per-worker counters (receive coalescing), one entry per worker. */
+  workerStats(): WorkerStatsView[] {
+    const w = this.host.workerStats;
+    const out: WorkerStatsView[] = [];
+    for (let i = 0; i < w.workers; i++) {
+      out.push({
+        worker: i,
+        coalesceChecks: w.get(i, WorkerField.COALESCE_CHECKS),
+        coalesceSleeps: w.get(i, WorkerField.COALESCE_SLEEPS),
+        coalesceSleptUs: w.get(i, WorkerField.COALESCE_SLEPT_US),
+      });
+    }
+    return out;
   }
 
   /** Cumulative counters per tenant, summed over workers. Rates come from differences of two calls. */

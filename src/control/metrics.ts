@@ -13,7 +13,7 @@
  * bucket edges.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ControlPlane, DeviceView, TenantStats, TenantView } from './control-plane.ts';
+import type { ControlPlane, DeviceView, TenantStats, TenantView, WorkerStatsView } from './control-plane.ts';
 import type { Sampler } from './sampler.ts';
 import { HIST_BUCKETS, bucketUpperUs } from '../dataplane/tenant-counters.ts';
 
@@ -23,6 +23,7 @@ for (let b = 7; b < HIST_BUCKETS; b += 8) EXPOSED_BUCKETS.push(b);
 
 interface Scrape {
   stats: TenantStats[];
+  workers: WorkerStatsView[];
   tenants: Map<string, TenantView>;
   devices: DeviceView[];
 }
@@ -41,7 +42,7 @@ export class AdminMetrics {
   private readonly control: ControlPlane;
   private readonly sampler: Sampler;
   /** Filled at the start of each scrape so all families agree and stats() is read once. */
-  private scrape: Scrape = { stats: [], tenants: new Map(), devices: [] };
+  private scrape: Scrape = { stats: [], workers: [], tenants: new Map(), devices: [] };
 
   constructor(control: ControlPlane, sampler: Sampler) {
     this.control = control;
@@ -68,6 +69,17 @@ export class AdminMetrics {
     });
     counter('reflex_tenant_errors_total', 'Requests answered with an error', ['tenant'], (c) => {
       for (const s of m.scrape.stats) c.inc({ tenant: s.name }, s.errors);
+    });
+    // Receive coalescing (see dataplane/coalescing.ts): how often a worker
+    // slept to gather pipelined requests, and for how long in all.
+    counter('reflex_worker_coalesce_checks_total', 'Event-loop turns that sent replies, each checked for a receive-coalescing sleep (none counted while coalescing is off)', ['worker'], (c) => {
+      for (const w of m.scrape.workers) c.inc({ worker: String(w.worker) }, w.coalesceChecks);
+    });
+    counter('reflex_worker_coalesce_sleeps_total', 'Turns followed by a receive-coalescing sleep', ['worker'], (c) => {
+      for (const w of m.scrape.workers) c.inc({ worker: String(w.worker) }, w.coalesceSleeps);
+    });
+    counter('reflex_worker_coalesce_sleep_seconds_total', 'Time asked of receive-coalescing sleeps', ['worker'], (c) => {
+      for (const w of m.scrape.workers) c.inc({ worker: String(w.worker) }, w.coalesceSleptUs / 1e6);
     });
     counter('reflex_tenant_refused_total', 'Requests or connections refused (authentication, limits)', ['tenant'], (c) => {
       for (const s of m.scrape.stats) c.inc({ tenant: s.name }, s.refused);
@@ -117,6 +129,7 @@ export class AdminMetrics {
   async text(): Promise<string> {
     this.scrape = {
       stats: this.control.stats(),
+      workers: this.control.workerStats(),
       tenants: new Map(this.control.listTenants().map((t) => [t.name, t])),
       devices: this.control.listDevices(),
     };

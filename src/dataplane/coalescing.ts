@@ -20,6 +20,8 @@
  * (`--poll`) never coalesce: they trade a core for the lowest latency.
  */
 
+import { WORKER_FIELD_COUNT, WorkerField } from './worker-stats.ts';
+
 export class CoalescingPolicy {
   private requests = 0;
   readonly sleepUs: number;
@@ -52,22 +54,33 @@ export class Coalescer {
   readonly policy: CoalescingPolicy;
   private readonly sleep: (us: number) => void;
   private queued = false;
-  /** Sleeps taken and µs slept since creation (for tests and metrics). */
-  sleeps = 0;
-  sleptUs = 0;
+  /** Counters (WorkerField order): the worker's shared row, or a private one. */
+  private readonly stats: Float64Array;
   private readonly endTurnBound = (): void => {
     this.queued = false;
     const us = this.policy.endTurn();
+    this.stats[WorkerField.COALESCE_CHECKS]++;
     if (us > 0) {
-      this.sleeps++;
-      this.sleptUs += us;
+      this.stats[WorkerField.COALESCE_SLEEPS]++;
+      this.stats[WorkerField.COALESCE_SLEPT_US] += us;
       this.sleep(us);
     }
   };
 
-  constructor(sleepUs: number, sleep: (us: number) => void) {
+  constructor(sleepUs: number, sleep: (us: number) => void, stats: Float64Array = new Float64Array(WORKER_FIELD_COUNT)) {
     this.policy = new CoalescingPolicy(sleepUs);
     this.sleep = sleep;
+    this.stats = stats;
+  }
+
+  /** Sleeps taken since creation. */
+  get sleeps(): number {
+    return this.stats[WorkerField.COALESCE_SLEEPS];
+  }
+
+  /** µs slept since creation. */
+  get sleptUs(): number {
+    return this.stats[WorkerField.COALESCE_SLEPT_US];
   }
 
   noteRequest(): void {

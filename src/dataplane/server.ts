@@ -15,6 +15,7 @@ import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
 import type { PlaneState } from './plane-state.ts';
 import { TenantCounters } from './tenant-counters.ts';
+import { WorkerStats } from './worker-stats.ts';
 import type { WorkerCommand, WorkerDevice, WorkerInit, WorkerReply } from './worker-messages.ts';
 
 export interface RunningServer {
@@ -141,6 +142,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const countersSab = TenantCounters.allocate(MAX_TENANTS, config.workers);
   const counters = new TenantCounters(countersSab, MAX_TENANTS, config.workers, -1);
+  const workerStatsSab = WorkerStats.allocate(config.workers);
+  const workerStats = new WorkerStats(workerStatsSab, config.workers);
   const workerDevices: WorkerDevice[] = config.devices.map((d) => {
     const model = registry.table(d.name).model;
     return {
@@ -155,6 +158,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const hostRef: { apply: (s: PlaneState) => Promise<void> } = { apply: async () => {} };
   const host: PlaneHost = {
     counters,
+    workerStats,
     engineOf: (name) => engines[config.devices.findIndex((d) => d.name === name)] ?? 'unknown',
     apply: (s) => hostRef.apply(s),
     freePort: () => freePort(config.host),
@@ -182,6 +186,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxRequestBytes: config.maxRequestBytes,
         maxOutstanding: config.maxOutstanding,
         countersSab,
+        workerStatsSab,
         tenantCapacity: MAX_TENANTS,
         nbdPort,
         attachPort,

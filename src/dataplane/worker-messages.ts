@@ -22,6 +22,8 @@ export interface WorkerInit {
   maxRequestBytes: number;
   maxOutstanding: number;
   countersSab: SharedArrayBuffer;
+  /** Per-worker counters (worker-stats.ts); this worker writes row workerIndex. */
+  workerStatsSab: SharedArrayBuffer;
   /** Rows in the counters (most tenants). */
   tenantCapacity: number;
   /** NBD listener port, or null. */

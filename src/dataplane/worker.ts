@@ -15,6 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openEngine } from '../storage/open-engine.ts';
 import { Errno } from '../storage/engine.ts';
 import { Coalescer } from './coalescing.ts';
+import { WorkerStats } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
 import type { ExportedVolume } from './front-end.ts';
@@ -58,7 +59,8 @@ async function main(init: WorkerInit): Promise<void> {
   const home = devices[0].plane;
   // Receive coalescing, one per worker, shared by its planes; never while polling.
   if (init.coalesceUs > 0 && !init.poll && sleepUs !== null) {
-    const coalescer = new Coalescer(init.coalesceUs, sleepUs);
+    const stats = new WorkerStats(init.workerStatsSab, init.workerCount).row(init.workerIndex);
+    const coalescer = new Coalescer(init.coalesceUs, sleepUs, stats);
     for (const d of devices) d.plane.coalescer = coalescer;
   }
 

@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
 import { useMemoryServer } from '../helpers/memory-server.ts';
 import { connect, ReflexError } from '../../src/client/index.ts';
+import { DEFAULT_COALESCE_US } from '../../src/control/config.ts';
+import type { WorkerStatsView } from '../../src/control/control-plane.ts';
+import { sleepUs } from '../../src/util/precise-sleep.ts';
 
 const VOLUME = 64 * 2 ** 20;
 const server = useMemoryServer();
@@ -119,6 +122,29 @@ test('misaligned or oversized requests are refused before sending', async () => 
     assert.throws(() => c.writeNoAck(1, Buffer.alloc(512)), RangeError);
     assert.equal(c.pool.outstanding, 0);
     assert.equal((await c.read(0, 512)).length, 512);
+  } finally {
+    await c.close();
+  }
+});
+
+test('receive coalescing shows per worker: pipelined turns sleep, a lone depth-1 client never waits', { skip: sleepUs === null ? 'SKIPPED LOUDLY: the native addon (sleepUs) is not built, so workers do not coalesce' : false }, async () => {
+  const c = await connect({ port: server.port });
+  try {
+    // The end-of-turn check runs just after the replies leave (setImmediate
+    // in the worker): let the worker finish its turn before reading.
+    const at = async (): Promise<WorkerStatsView> => {
+      await new Promise((r) => setTimeout(r, 50));
+      return server.srv.control.workerStats()[0];
+    };
+    const start = await at();
+    for (let i = 0; i < 20; i++) await c.read(i * 4096, 4096);
+    const alone = await at();
+    assert.ok(alone.coalesceChecks - start.coalesceChecks >= 20, `one check per reply turn (${alone.coalesceChecks - start.coalesceChecks})`);
+    assert.equal(alone.coalesceSleeps, start.coalesceSleeps, 'depth 1: no turn carried two requests');
+    await Promise.all(Array.from({ length: 64 }, (_, i) => c.read(i * 4096, 4096)));
+    const piped = await at();
+    assert.ok(piped.coalesceSleeps > alone.coalesceSleeps, 'a turn with many requests is followed by a sleep');
+    assert.equal(piped.coalesceSleptUs - alone.coalesceSleptUs, (piped.coalesceSleeps - alone.coalesceSleeps) * DEFAULT_COALESCE_US);
   } finally {
     await c.close();
   }

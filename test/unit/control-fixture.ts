@@ -6,12 +6,15 @@ import { ControlPlane, type PlaneHost, type RegistryStore } from '../../src/cont
 import { Registry } from '../../src/control/registry.ts';
 import { SAMPLE_MODEL_URL, loadDeviceModel } from '../../src/control/tenants.ts';
 import { Field, TenantCounters } from '../../src/dataplane/tenant-counters.ts';
+import { WorkerStats } from '../../src/dataplane/worker-stats.ts';
 
 export const DEVICE_SIZE = 1 << 30;
 
 export interface Fixture {
   control: ControlPlane;
   counters: TenantCounters;
+  /** One worker's counters (receive coalescing). */
+  workerStats: WorkerStats;
   applied: number;
 }
 
@@ -20,9 +23,11 @@ export function makeControl(store: RegistryStore | null = null): Fixture {
   registry.addDevice({ name: 'default', size: DEVICE_SIZE, sectorSize: 512 }, loadDeviceModel(SAMPLE_MODEL_URL));
   const counters = new TenantCounters(TenantCounters.allocate(1024, 1), 1024, 1, 0);
   let nextPort = 20000;
-  const fx: Fixture = { control: null as unknown as ControlPlane, counters, applied: 0 };
+  const workerStats = new WorkerStats(WorkerStats.allocate(1), 1);
+  const fx: Fixture = { control: null as unknown as ControlPlane, counters, workerStats, applied: 0 };
   const host: PlaneHost = {
     counters,
+    workerStats,
     engineOf: () => 'memory',
     apply: async () => {
       fx.applied++;

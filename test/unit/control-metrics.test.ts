@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { WorkerField } from '../../src/dataplane/worker-stats.ts';
 import { AdminMetrics } from '../../src/control/metrics.ts';
 import { Sampler } from '../../src/control/sampler.ts';
 import { Field } from '../../src/dataplane/tenant-counters.ts';
@@ -44,7 +45,11 @@ function value(samples: Sample[], name: string, labels: Record<string, string>):
 }
 
 test('metrics: families, per-tenant counters, histogram buckets, gauges and device figures', async () => {
-  const { control, counters } = makeControl();
+  const { control, counters, workerStats } = makeControl();
+  const row = workerStats.row(0);
+  row[WorkerField.COALESCE_CHECKS] = 50;
+  row[WorkerField.COALESCE_SLEEPS] = 20;
+  row[WorkerField.COALESCE_SLEPT_US] = 800;
   const lc = await control.createTenant({ name: 'lc', class: 'LC', iops: 5000, p95Us: 500, volumeSize: 1 << 20 });
   const be = await control.createTenant({ name: 'be', class: 'BE' });
   assert.ok(lc.ok && be.ok);
@@ -80,7 +85,14 @@ test('metrics: families, per-tenant counters, histogram buckets, gauges and devi
     reflex_device_size_bytes: 'gauge',
     reflex_device_rate_tokens_per_second: 'gauge',
     reflex_device_allocated_bytes: 'gauge',
+    reflex_worker_coalesce_checks_total: 'counter',
+    reflex_worker_coalesce_sleeps_total: 'counter',
+    reflex_worker_coalesce_sleep_seconds_total: 'counter',
   })) assert.equal(types.get(name), type, name);
+
+  assert.equal(value(samples, 'reflex_worker_coalesce_checks_total', { worker: '0' }), 50);
+  assert.equal(value(samples, 'reflex_worker_coalesce_sleeps_total', { worker: '0' }), 20);
+  assert.equal(value(samples, 'reflex_worker_coalesce_sleep_seconds_total', { worker: '0' }), 0.0008);
 
   assert.equal(value(samples, 'reflex_tenant_requests_total', { tenant: 'lc', op: 'read' }), 100);
   assert.equal(value(samples, 'reflex_tenant_requests_total', { tenant: 'lc', op: 'write' }), 7);
