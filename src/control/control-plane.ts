@@ -144,6 +144,7 @@ export class ControlPlane {
         device: devices.indexOf(t.device),
         kind: t.spec.class,
         rate: rates.get(t.id) ?? 0,
+        p95Us: t.spec.class === 'LC' ? t.spec.p95Us! : null,
       })),
       volumes: [...r.volumes.values()].map((v) => ({
         name: v.name,

@@ -5,7 +5,8 @@
  */
 export interface PlaneState {
   /** Tenant id = counter row and scheduler slot. */
-  tenants: Array<{ id: number; name: string; device: number; kind: 'LC' | 'BE'; rate: number }>;
+  /** p95Us: the latency objective of an LC tenant (null for BE). */
+  tenants: Array<{ id: number; name: string; device: number; kind: 'LC' | 'BE'; rate: number; p95Us: number | null }>;
   volumes: Array<{ name: string; device: number; owner: number; offset: number; size: number }>;
   /** HMAC keys (hex) by tenant id, for ATTACH. */
   credentials: Array<{ tenant: number; secret: string }>;

@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { openEngine } from '../storage/open-engine.ts';
 import { Errno } from '../storage/engine.ts';
-import { Coalescer } from './coalescing.ts';
+import { Coalescer, strictestObjective } from './coalescing.ts';
 import { WorkerStats } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
@@ -57,10 +57,11 @@ async function main(init: WorkerInit): Promise<void> {
     devices.push({ plane, gate });
   }
   const home = devices[0].plane;
+  let coalescer: Coalescer | null = null;
   // Receive coalescing, one per worker, shared by its planes; never while polling.
   if (init.coalesceUs > 0 && !init.poll && sleepUs !== null) {
     const stats = new WorkerStats(init.workerStatsSab, init.workerCount).row(init.workerIndex);
-    const coalescer = new Coalescer(init.coalesceUs, sleepUs, stats);
+    coalescer = new Coalescer(init.coalesceUs, sleepUs, stats);
     for (const d of devices) d.plane.coalescer = coalescer;
   }
 
@@ -143,6 +144,7 @@ async function main(init: WorkerInit): Promise<void> {
   const apply = async (next: PlaneState): Promise<string[]> => {
     const problems: string[] = [];
     state = next;
+    coalescer?.policy.setStrictestObjective(strictestObjective(next.tenants));
     tenantDevice.clear();
     tenantByName.clear();
     for (const t of next.tenants) {

@@ -149,3 +149,23 @@ test('receive coalescing shows per worker: pipelined turns sleep, a lone depth-1
     await c.close();
   }
 });
+
+test('an LC tenant\'s objective caps the coalescing sleep at 5% of it (this test runs last: it adds a tenant)', { skip: sleepUs === null ? 'SKIPPED LOUDLY: the native addon (sleepUs) is not built, so workers do not coalesce' : false }, async () => {
+  const made = await server.srv.control.createTenant({ name: 'lc-cap', class: 'LC', iops: 1000, p95Us: 500 });
+  assert.ok(made.ok, made.ok ? '' : made.reason);
+  const c = await connect({ port: server.port });
+  try {
+    const at = async (): Promise<WorkerStatsView> => {
+      await new Promise((r) => setTimeout(r, 50));
+      return server.srv.control.workerStats()[0];
+    };
+    const before = await at();
+    await Promise.all(Array.from({ length: 64 }, (_, i) => c.read(i * 4096, 4096)));
+    const after = await at();
+    const sleeps = after.coalesceSleeps - before.coalesceSleeps;
+    assert.ok(sleeps > 0, 'pipelined turns still sleep');
+    assert.equal(after.coalesceSleptUs - before.coalesceSleptUs, sleeps * 25, '5% of a 500 µs objective');
+  } finally {
+    await c.close();
+  }
+});

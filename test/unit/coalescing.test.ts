@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Coalescer, CoalescingPolicy } from '../../src/dataplane/coalescing.ts';
+import { Coalescer, CoalescingPolicy, LC_SHARE, strictestObjective } from '../../src/dataplane/coalescing.ts';
 import { resolveConfig, DEFAULT_COALESCE_US } from '../../src/control/config.ts';
 import { sleepUs } from '../../src/util/precise-sleep.ts';
 
@@ -23,6 +23,26 @@ test('policy: a lone request (depth 1) never waits; two or more in a turn do', (
   const off = new CoalescingPolicy(0);
   for (let i = 0; i < 10; i++) off.noteRequest();
   assert.equal(off.endTurn(), 0, '0 is off');
+});
+
+test('policy: the sleep is capped at a share of the strictest LC objective, and restored without one', () => {
+  const p = new CoalescingPolicy(40);
+  const busy = (): number => {
+    p.noteRequest();
+    p.noteRequest();
+    return p.endTurn();
+  };
+  assert.equal(LC_SHARE, 0.05);
+  p.setStrictestObjective(1500);
+  assert.equal(busy(), 40, '5% of 1.5 ms is 75 µs: the configured 40 stands');
+  p.setStrictestObjective(200);
+  assert.equal(busy(), 10, '5% of 200 µs');
+  p.setStrictestObjective(10);
+  assert.equal(busy(), 0, 'an objective of a few tens of µs leaves no room: no sleep');
+  p.setStrictestObjective(null);
+  assert.equal(busy(), 40, 'no LC tenant: the configured sleep again');
+  assert.equal(strictestObjective([]), null);
+  assert.equal(strictestObjective([{ p95Us: null }, { p95Us: 900 }, { p95Us: 300 }, { p95Us: null }]), 300);
 });
 
 test('shell: one check per event-loop turn, however many flushes', async () => {
