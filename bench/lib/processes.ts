@@ -79,6 +79,8 @@ export function runCommand(cmd: string[], cpu: number | null): Promise<string> {
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd.join(' ')} exited with ${code}\n${err}`))));
+    // 'close', not 'exit': 'exit' can come before the last of stdout is read.
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd.join(' ')} exited with ${code}\n${err}`))));
   });
 }
