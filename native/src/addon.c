@@ -8,7 +8,7 @@
  *     ring.sqEntries, ring.cqEntries
  *     ring.submit(count, foreign?: Array) -> descriptors taken | -errno
  *     ring.registerFiles(fds: Int32Array) -> 0 | -errno
- *     ring.reap(min, count?, foreign?) -> completions delivered | -errno
+ *     ring.reap(min, count?, foreign?) -> completions delivered (one batch) | -errno
  *     ring.notify(on: boolean) -> 0 | -errno
  *     ring.close()
  *   sleepUs(us)                         nanosleep, 1 µs timer slack
@@ -337,6 +337,11 @@ static uint32_t dispatch(struct uring_obj *u, int from_js) {
     napi_status st = from_js ? napi_call_function(env, recv, cb, 1, &arg, &result)
                              : napi_make_callback(env, u->actx, recv, cb, 1, &arg, &result);
     if (st == napi_pending_exception && from_js) break;
+    /* reap delivers one batch per call and lets its caller loop: a handler
+     * that submits at once (setSubmitEach) can refill the completion queue
+     * faster than we drain it (buffered I/O completes inside the submit),
+     * and the caller's own time checks must get a turn. */
+    if (from_js) break;
     if (st == napi_pending_exception) {
       napi_value err;
       napi_get_and_clear_last_exception(env, &err);
@@ -633,8 +638,9 @@ static napi_value ring_submit_js(napi_env env, napi_callback_info info) {
 
 /* reap(min, count?, foreign?): submits `count` new descriptors and waits in
  * the same io_uring_enter until `min` completions are ready (fewer if fewer
- * are in flight), then delivers them through the batch callback before
- * returning the count. For a caller with nothing else to do (the
+ * are in flight), then delivers one batch of them (at most the completion
+ * array's capacity) through the batch callback before returning the count;
+ * call again for the rest. For a caller with nothing else to do (the
  * local load generator in closed loop), as fio waits: no event-loop turn,
  * no eventfd. reap(0) delivers what is ready without waiting. */
 static napi_value ring_reap_js(napi_env env, napi_callback_info info) {

@@ -25,10 +25,10 @@
  * alone, a 200 µs one cuts the sleep to 10 µs.
  */
 
+import { WORKER_FIELD_COUNT, WorkerField } from './worker-stats.ts';
+
 /** Largest part of an LC tenant's p95 objective a coalescing sleep may take. */
 export const LC_SHARE = 0.05;
-
-import { WORKER_FIELD_COUNT, WorkerField } from './worker-stats.ts';
 
 /** The strictest (smallest) p95 objective among LC tenants, or null when there are none. */
 export function strictestObjective(tenants: ReadonlyArray<{ p95Us: number | null }>): number | null {

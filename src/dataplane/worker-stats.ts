@@ -37,6 +37,7 @@ export class WorkerStats {
   }
 
   get(worker: number, field: number): number {
-    return this.values[worker * WORKER_FIELD_COUNT + field];
+    if (field < 0 || field >= WORKER_FIELD_COUNT) throw new RangeError(`field ${field}`);
+    return this.row(worker)[field];
   }
 }

@@ -265,10 +265,15 @@ async function main(init: WorkerInit): Promise<void> {
     // now (while draining, nothing else would ever submit it).
     const spin = (): void => {
       if (draining) {
+        // Completions already in the queue do not signal the eventfd once
+        // it is back on: take them all (reap gives one batch per call).
         for (const e of engines) {
           e.setEventLoopNotify!(true);
-          e.reap!(0);
-          e.kick();
+          let got: number;
+          do {
+            got = e.reap!(0);
+            e.kick();
+          } while (got > 0);
         }
         return;
       }

@@ -134,7 +134,7 @@ export class LocalTarget implements IoTarget {
     req.tag = tag;
     if (kind === IoKind.WRITE) this.payload.copy(req.buf!, 0, 0, length);
     this.engine.submit(req);
-    // While reaping, the next reap issues it; otherwise kick at the end of the tick.
+    // While polling, the engine issues it (submitEach); otherwise kick at the end of the tick.
     if (!this.kickQueued && !this.reaping) {
       this.kickQueued = true;
       queueMicrotask(this.kickBound);

@@ -82,7 +82,8 @@ export interface Engine {
   /**
    * Optional: wait in the kernel for `min` completions (fewer when fewer are
    * in flight, or after a transient kernel refusal) and deliver them through
-   * onComplete before returning how many were delivered. For a caller that has nothing else
+   * onComplete before returning how many were delivered: at most one batch
+   * per call, so a caller loops until it has what it needs. For a caller that has nothing else
    * to do meanwhile, as fio waits; an engine without it completes only
    * through the event loop.
    */

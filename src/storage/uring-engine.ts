@@ -116,7 +116,7 @@ export class UringEngine implements Engine {
   private inCallback = false;
   private closed = false;
   private closedRing = false;
-  /** Inside reap(): handlers' submissions wait for the next reap, not a flush of their own. */
+  /** Inside reap(): handlers' submissions wait for the next reap (unless submitEach), not a flush at the batch's end. */
   private reaping = false;
   /** setSubmitEach(true): handlers' submissions go in one by one, not as a batch. */
   private submitEach = false;
@@ -257,7 +257,8 @@ export class UringEngine implements Engine {
   kick(): void {
     if (this.batch === 0) return;
     // Submissions made from completion handlers go in with the rest of the
-    // batch when the handler loop ends: one io_uring_enter per wakeup.
+    // batch when the handler loop ends (one io_uring_enter per wakeup), or
+    // one by one with setSubmitEach.
     if (!this.inCallback) this.flush();
   }
 
@@ -266,7 +267,8 @@ export class UringEngine implements Engine {
     assert(!this.inCallback, 'reap from a completion handler');
     // Queued requests go in with the same io_uring_enter that waits, and
     // what the handlers submit waits for the next reap (one syscall per
-    // round trip at depth 1, as fio's submit-and-wait).
+    // round trip at depth 1, as fio's submit-and-wait), or with
+    // setSubmitEach goes in at once. One batch per call: loop for more.
     // The native side reads the descriptors before it delivers anything, so
     // handlers may place the next batch from index 0 meanwhile.
     const n = this.batch;
@@ -404,11 +406,13 @@ export class UringEngine implements Engine {
   private flush(): void {
     const n = this.batch;
     const taken = this.ring.submit(n, this.foreign.length > 0 ? this.foreign : undefined);
+    // Reset before checking: a failed check must not leave descriptors that
+    // a later flush would submit a second time.
+    this.batch = 0;
+    if (this.foreign.length > 0) this.foreign.length = 0;
     // The ring has at least queueDepth SQ entries and at most queueDepth
     // requests are placed, so the SQ never fills.
     if (taken !== n) assert(false, `io_uring submit took ${taken} of ${n}`);
-    this.batch = 0;
-    if (this.foreign.length > 0) this.foreign.length = 0;
   }
 
   private onBatch(n: number): void {
@@ -420,13 +424,9 @@ export class UringEngine implements Engine {
     // would leak): finish every completion, then rethrow the first error.
     while (i < n) {
       try {
-        if (this.submitEach) {
-          while (i < n) {
-            this.complete(i++);
-            if (this.batch > 0 && !this.closedRing) this.flush();
-          }
-        } else {
-          while (i < n) this.complete(i++);
+        while (i < n) {
+          this.complete(i++);
+          if (this.submitEach && this.batch > 0 && !this.closedRing) this.flush();
         }
       } catch (err) {
         if (!failed) {

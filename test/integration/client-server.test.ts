@@ -127,22 +127,24 @@ test('misaligned or oversized requests are refused before sending', async () => 
   }
 });
 
-test('receive coalescing shows per worker: pipelined turns sleep, a lone depth-1 client never waits', { skip: sleepUs === null ? 'SKIPPED LOUDLY: the native addon (sleepUs) is not built, so workers do not coalesce' : false }, async () => {
+const coalescing = { skip: sleepUs === null ? 'SKIPPED LOUDLY: the native addon (sleepUs) is not built, so workers do not coalesce' : false };
+
+/** The worker's coalescing counters once it has finished its turn (the check runs just after the replies leave). */
+async function settledStats(): Promise<WorkerStatsView> {
+  await new Promise((r) => setTimeout(r, 50));
+  return server.srv.control.workerStats()[0];
+}
+
+test('receive coalescing shows per worker: pipelined turns sleep, a lone depth-1 client never waits', coalescing, async () => {
   const c = await connect({ port: server.port });
   try {
-    // The end-of-turn check runs just after the replies leave (setImmediate
-    // in the worker): let the worker finish its turn before reading.
-    const at = async (): Promise<WorkerStatsView> => {
-      await new Promise((r) => setTimeout(r, 50));
-      return server.srv.control.workerStats()[0];
-    };
-    const start = await at();
+    const start = await settledStats();
     for (let i = 0; i < 20; i++) await c.read(i * 4096, 4096);
-    const alone = await at();
+    const alone = await settledStats();
     assert.ok(alone.coalesceChecks - start.coalesceChecks >= 20, `one check per reply turn (${alone.coalesceChecks - start.coalesceChecks})`);
     assert.equal(alone.coalesceSleeps, start.coalesceSleeps, 'depth 1: no turn carried two requests');
     await Promise.all(Array.from({ length: 64 }, (_, i) => c.read(i * 4096, 4096)));
-    const piped = await at();
+    const piped = await settledStats();
     assert.ok(piped.coalesceSleeps > alone.coalesceSleeps, 'a turn with many requests is followed by a sleep');
     assert.equal(piped.coalesceSleptUs - alone.coalesceSleptUs, (piped.coalesceSleeps - alone.coalesceSleeps) * DEFAULT_COALESCE_US);
   } finally {
@@ -150,21 +152,28 @@ test('receive coalescing shows per worker: pipelined turns sleep, a lone depth-1
   }
 });
 
-test('an LC tenant\'s objective caps the coalescing sleep at 5% of it (this test runs last: it adds a tenant)', { skip: sleepUs === null ? 'SKIPPED LOUDLY: the native addon (sleepUs) is not built, so workers do not coalesce' : false }, async () => {
+test('an LC tenant\'s objective caps the coalescing sleep at 5% of it, and removing it lifts the cap', coalescing, async () => {
   const made = await server.srv.control.createTenant({ name: 'lc-cap', class: 'LC', iops: 1000, p95Us: 500 });
   assert.ok(made.ok, made.ok ? '' : made.reason);
   const c = await connect({ port: server.port });
-  try {
-    const at = async (): Promise<WorkerStatsView> => {
-      await new Promise((r) => setTimeout(r, 50));
-      return server.srv.control.workerStats()[0];
-    };
-    const before = await at();
+  const pipelined = async (): Promise<{ sleeps: number; sleptUs: number }> => {
+    const before = await settledStats();
     await Promise.all(Array.from({ length: 64 }, (_, i) => c.read(i * 4096, 4096)));
-    const after = await at();
-    const sleeps = after.coalesceSleeps - before.coalesceSleeps;
-    assert.ok(sleeps > 0, 'pipelined turns still sleep');
-    assert.equal(after.coalesceSleptUs - before.coalesceSleptUs, sleeps * 25, '5% of a 500 µs objective');
+    const after = await settledStats();
+    return { sleeps: after.coalesceSleeps - before.coalesceSleeps, sleptUs: after.coalesceSleptUs - before.coalesceSleptUs };
+  };
+  try {
+    const capped = await pipelined();
+    assert.ok(capped.sleeps > 0, 'pipelined turns still sleep');
+    assert.equal(capped.sleptUs, capped.sleeps * 25, '5% of a 500 µs objective');
+  } finally {
+    const removed = await server.srv.control.removeTenant('lc-cap');
+    assert.ok(removed.ok, removed.ok ? '' : removed.reason);
+  }
+  try {
+    const free = await pipelined();
+    assert.ok(free.sleeps > 0);
+    assert.equal(free.sleptUs, free.sleeps * DEFAULT_COALESCE_US, 'no LC tenant left: the configured sleep');
   } finally {
     await c.close();
   }
