@@ -4,7 +4,7 @@
  * (connections, queue depth), cumulative error and refusal counts, and the
  * sampled series for charts.
  */
-import type { ControlPlane, DeviceView } from './control-plane.ts';
+import type { ControlPlane, DeviceView, WorkerStatsView } from './control-plane.ts';
 import type { Sampler } from './sampler.ts';
 
 export interface TenantStatsView {
@@ -33,6 +33,8 @@ export interface StatsView {
   now: number;
   intervalMs: number;
   devices: DeviceView[];
+  /** Per data-plane worker, cumulative since start (receive coalescing). */
+  workers: WorkerStatsView[];
   tenants: TenantStatsView[];
 }
 
@@ -73,5 +75,5 @@ export function statsView(control: ControlPlane, sampler: Sampler, now = Date.no
       },
     });
   }
-  return { now, intervalMs: sampler.intervalMs, devices: control.listDevices(), tenants };
+  return { now, intervalMs: sampler.intervalMs, devices: control.listDevices(), workers: control.workerStats(), tenants };
 }

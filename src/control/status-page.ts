@@ -106,6 +106,14 @@ function badge(t) {
   return t.current.meetsObjective ? el('span', { class: 'badge ok' }, 'within objective') : el('span', { class: 'badge over' }, 'over objective');
 }
 
+// Receive coalescing since start: the share of reply turns followed by a sleep.
+function renderWorkers(workers) {
+  const checks = workers.reduce((a, w) => a + w.coalesceChecks, 0);
+  const sleeps = workers.reduce((a, w) => a + w.coalesceSleeps, 0);
+  const n = workers.length + ' worker' + (workers.length === 1 ? '' : 's');
+  $('workers').textContent = n + (checks > 0 ? ' · coalesced ' + num((100 * sleeps) / checks, 0) + '% of reply turns' : ' · no coalescing');
+}
+
 function renderTable(tenants) {
   const body = $('tenant-rows');
   body.replaceChildren();
@@ -156,6 +164,7 @@ async function tick() {
     const s = await r.json();
     last = Date.now();
     $('devices').textContent = s.devices.map((d) => d.name + ' (' + d.engine + ', ' + num(d.size / 2 ** 30, 1) + ' GiB, ' + num(d.deviceRateTokensPerSec / 1e6, 1) + 'M tokens/s)').join(' · ');
+    renderWorkers(s.workers);
     renderTable(s.tenants);
     renderCharts(s.tenants);
   } catch (err) {
@@ -178,7 +187,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <style>${STYLE}</style>
 </head>
 <body>
-<header><h1>reflex</h1><span class="sub" id="devices">loading…</span><span class="live" id="live">connecting…</span></header>
+<header><h1>reflex</h1><span class="sub" id="devices">loading…</span><span class="sub" id="workers"></span><span class="live" id="live">connecting…</span></header>
 <main>
 <section>
 <h2>Tenants</h2>

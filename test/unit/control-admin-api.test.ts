@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { WorkerField } from '../../src/dataplane/worker-stats.ts';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -217,6 +218,12 @@ test('admin: /api/stats reports sampled IOPS and p95 against the objective', asy
   assert.equal(t.current.meetsObjective, false);
   assert.equal(t.series.iops.at(-1), 2000);
   assert.equal(r.body.devices[0].name, 'default');
+  // Per-worker coalescing counters, as the fixture's worker wrote them.
+  const row = fx.workerStats.row(0);
+  row[WorkerField.COALESCE_CHECKS] = 10;
+  row[WorkerField.COALESCE_SLEEPS] = 4;
+  const w = (await call('GET', '/api/stats', undefined, { token: null })).body.workers;
+  assert.deepEqual(w, [{ worker: 0, coalesceChecks: 10, coalesceSleeps: 4, coalesceSleptUs: 0 }]);
 });
 
 test('admin token: created once with mode 0600, reused, or given; constant-time compare', () => {
