@@ -145,6 +145,47 @@ static int connect_to(const char *host, int port) {
 
 /* Latency histogram: 1 µs buckets up to 100 ms. */
 #define HBUCKETS 100000
+/* Reads what the socket has into the connection's input; 0 once the server closed it. */
+static int recv_more(conn_t *c) {
+  ensure(&c->in, &c->in_cap, c->in_len + (1 << 20));
+  ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+  if (got <= 0) {
+    fprintf(stderr, "server closed the connection\n");
+    return 0;
+  }
+  c->in_len += (size_t)got;
+  return 1;
+}
+
+/* The next whole reply at *off: its header in *h, its payload length in
+ * *plen, and the request it answers. NULL with *bad 0 when the reply is not
+ * all in yet; NULL with *bad 1 (and a message) when the stream is broken. */
+static req_t *next_reply(conn_t *c, size_t off, hdr_t *h, size_t *plen, int *bad) {
+  *bad = 0;
+  if (c->in_len - off < sizeof(hdr_t)) return NULL;
+  memcpy(h, c->in + off, sizeof *h);
+  if (h->magic != sizeof(hdr_t)) {
+    fprintf(stderr, "bad magic %u in response\n", h->magic);
+    *bad = 1;
+    return NULL;
+  }
+  *plen = h->opcode == CMD_GET ? (size_t)h->lba_count * SECTOR : 0;
+  if (c->in_len - off < sizeof *h + *plen) return NULL;
+  req_t *r = h->req_handle; /* the pointer we sent, back unchanged */
+  if (r < c->reqs || r >= c->reqs + c->qd || h->lba != r->lba) {
+    fprintf(stderr, "response with unknown handle %p\n", h->req_handle);
+    *bad = 1;
+    return NULL;
+  }
+  return r;
+}
+
+/* Drops the first `off` bytes of input (the replies handled). */
+static void consume(conn_t *c, size_t off) {
+  memmove(c->in, c->in + off, c->in_len - off);
+  c->in_len -= off;
+}
+
 static uint64_t hist[HBUCKETS];
 static uint64_t hcount;
 
@@ -259,30 +300,16 @@ static int run_open(const char *host, int port, int nconn, int qd, double second
     }
     for (int e = 0; e < n; e++) {
       conn_t *c = evs[e].data.ptr;
-      ensure(&c->in, &c->in_cap, c->in_len + (1 << 20));
-      ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-      if (got <= 0) {
-        fprintf(stderr, "server closed the connection\n");
-        return 1;
-      }
-      c->in_len += (size_t)got;
+      if (!recv_more(c)) return 1;
       size_t off = 0;
       uint64_t t = now_ns();
       for (;;) {
-        if (c->in_len - off < sizeof(hdr_t)) break;
         hdr_t h;
-        memcpy(&h, c->in + off, sizeof h);
-        if (h.magic != sizeof(hdr_t)) {
-          fprintf(stderr, "bad magic %u in response\n", h.magic);
-          return 1;
-        }
-        size_t plen = h.opcode == CMD_GET ? (size_t)h.lba_count * SECTOR : 0;
-        if (c->in_len - off < sizeof h + plen) break;
-        req_t *r = h.req_handle;
-        if (r < c->reqs || r >= c->reqs + c->qd || h.lba != r->lba) {
-          fprintf(stderr, "response with unknown handle %p\n", h.req_handle);
-          return 1;
-        }
+        size_t plen;
+        int bad;
+        req_t *r = next_reply(c, off, &h, &plen, &bad);
+        if (bad) return 1;
+        if (r == NULL) break;
         /* Errors count whenever they happen; latency and IOPS only for
          * successful requests intended inside the window. */
         if (h.opcode != CMD_GET && h.opcode != CMD_SET) errors++;
@@ -294,8 +321,7 @@ static int run_open(const char *host, int port, int nconn, int qd, double second
         c->free_slots[c->nfree++] = r;
         outstanding--;
       }
-      memmove(c->in, c->in + off, c->in_len - off);
-      c->in_len -= off;
+      consume(c, off);
     }
   }
   printf("{\"iops\":%.0f,\"target_iops\":%.0f,\"seconds\":%.3f,\"requests\":%ld,\"errors\":%ld,\"slot_stalls\":%ld,"
@@ -379,29 +405,15 @@ int main(int argc, char **argv) {
     if (n < 0) die("epoll_wait");
     for (int e = 0; e < n; e++) {
       conn_t *c = evs[e].data.ptr;
-      ensure(&c->in, &c->in_cap, c->in_len + (1 << 20));
-      ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-      if (got <= 0) {
-        fprintf(stderr, "server closed the connection\n");
-        return 1;
-      }
-      c->in_len += (size_t)got;
+      if (!recv_more(c)) return 1;
       size_t off = 0;
       for (;;) {
-        if (c->in_len - off < sizeof(hdr_t)) break;
         hdr_t h;
-        memcpy(&h, c->in + off, sizeof h);
-        if (h.magic != sizeof(hdr_t)) {
-          fprintf(stderr, "bad magic %u in response\n", h.magic);
-          return 1;
-        }
-        size_t plen = h.opcode == CMD_GET ? (size_t)h.lba_count * SECTOR : 0;
-        if (c->in_len - off < sizeof h + plen) break;
-        req_t *r = h.req_handle; /* the pointer we sent, back unchanged */
-        if (r < c->reqs || r >= c->reqs + c->qd || h.lba != r->lba) {
-          fprintf(stderr, "response with unknown handle %p\n", h.req_handle);
-          return 1;
-        }
+        size_t plen;
+        int bad;
+        req_t *r = next_reply(c, off, &h, &plen, &bad);
+        if (bad) return 1;
+        if (r == NULL) break;
         uint64_t t = now_ns();
         if (r->sent_ns >= measure_from) {
           record(t - r->sent_ns);
@@ -437,8 +449,7 @@ int main(int argc, char **argv) {
           queue_req(c, r, r->write ? CMD_SET : CMD_GET, wbuf);
         }
       }
-      memmove(c->in, c->in + off, c->in_len - off);
-      c->in_len -= off;
+      consume(c, off);
       flush_out(c);
     }
   }
