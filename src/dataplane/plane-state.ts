@@ -4,8 +4,7 @@
  * everything the data path touches.
  */
 export interface PlaneState {
-  /** Tenant id = counter row and scheduler slot. */
-  /** p95Us: the latency objective of an LC tenant (null for BE). */
+  /** Tenant id = counter row and scheduler slot; p95Us: an LC tenant's latency objective (null for BE). */
   tenants: Array<{ id: number; name: string; device: number; kind: 'LC' | 'BE'; rate: number; p95Us: number | null }>;
   volumes: Array<{ name: string; device: number; owner: number; offset: number; size: number }>;
   /** HMAC keys (hex) by tenant id, for ATTACH. */

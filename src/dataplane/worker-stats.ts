@@ -32,12 +32,17 @@ export class WorkerStats {
 
   /** The row a worker writes (a view: stores land in the shared memory). */
   row(worker: number): Float64Array {
-    if (!Number.isInteger(worker) || worker < 0 || worker >= this.workers) throw new RangeError(`worker ${worker} of ${this.workers}`);
-    return this.values.subarray(worker * WORKER_FIELD_COUNT, (worker + 1) * WORKER_FIELD_COUNT);
+    const at = this.index(worker, 0);
+    return this.values.subarray(at, at + WORKER_FIELD_COUNT);
   }
 
   get(worker: number, field: number): number {
-    if (field < 0 || field >= WORKER_FIELD_COUNT) throw new RangeError(`field ${field}`);
-    return this.row(worker)[field];
+    return this.values[this.index(worker, field)];
+  }
+
+  private index(worker: number, field: number): number {
+    if (!Number.isInteger(worker) || worker < 0 || worker >= this.workers) throw new RangeError(`worker ${worker} of ${this.workers}`);
+    if (!Number.isInteger(field) || field < 0 || field >= WORKER_FIELD_COUNT) throw new RangeError(`field ${field}`);
+    return worker * WORKER_FIELD_COUNT + field;
   }
 }
