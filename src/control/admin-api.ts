@@ -19,7 +19,7 @@ import { Sampler } from './sampler.ts';
 import { statsView } from './admin-stats.ts';
 import { STATUS_PAGE_HTML } from './status-page.ts';
 import { tokenMatches } from './admin-token.ts';
-import { PORT_BIND, TENANT_CREATE, TENANT_UPDATE, VOLUME_CREATE, checkObjective, validate } from './admin-validate.ts';
+import { PORT_BIND, TENANT_CREATE, TENANT_UPDATE, VOLUME_CREATE, VOLUME_RESIZE, checkObjective, validate } from './admin-validate.ts';
 
 /** Request bodies larger than this are refused (413) without being buffered. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -219,8 +219,19 @@ export class AdminApi {
       return fromResult(await c.createVolume(v.value), 201);
     }
     if (kind === 'volumes' && parts.length === 3) {
-      allowed(method === 'DELETE', 'DELETE');
-      return fromResult(await c.removeVolume(pathParam(id)));
+      allowed(method === 'GET' || method === 'PATCH' || method === 'DELETE', 'GET, PATCH, DELETE');
+      const name = pathParam(id);
+      if (method === 'GET') {
+        const v = c.getVolume(name);
+        if (v === undefined) throw new HttpError(404, `no volume ${name}`);
+        return json(200, v);
+      }
+      if (method === 'PATCH') {
+        const v = validate<{ size: number }>(await readBody(req), VOLUME_RESIZE, ['size']);
+        if (!v.ok) return fromResult(v);
+        return fromResult(await c.resizeVolume(name, v.value.size));
+      }
+      return fromResult(await c.removeVolume(name));
     }
 
     if (kind === 'ports' && parts.length === 2) {

@@ -45,6 +45,10 @@ export const VOLUME_CREATE: Schema = {
   device: { type: 'string', maxLength: 64 },
 };
 
+export const VOLUME_RESIZE: Schema = {
+  size: { type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
+};
+
 export const PORT_BIND: Schema = {
   port: { type: 'int', min: 0, max: 65535 },
   tenant: { type: 'string', maxLength: 64 },

@@ -8,7 +8,7 @@
  * methods, so there is one path for each kind of change.
  */
 import type { TenantSpec } from './config.ts';
-import { MAX_TENANTS, Registry, type CredentialRecord, type PortRecord, type RegistrySnapshot, type Result, type TenantRecord, type VolumeRecord } from './registry.ts';
+import { MAX_TENANTS, Registry, type ScrubRecord, type CredentialRecord, type PortRecord, type RegistrySnapshot, type Result, type TenantRecord, type VolumeRecord } from './registry.ts';
 import { Field, HIST_BUCKETS, TenantCounters, quantileUs } from '../dataplane/tenant-counters.ts';
 import { WorkerField, type WorkerStats } from '../dataplane/worker-stats.ts';
 import type { PlaneState } from '../dataplane/plane-state.ts';
@@ -89,6 +89,8 @@ export interface DeviceView {
   writeCost4k: number;
   volumes: number;
   allocatedBytes: number;
+  /** Bytes freed by deleted or shrunk volumes and not yet zeroed (reserved until they are). */
+  scrubPendingBytes: number;
 }
 
 export interface WorkerStatsView {
@@ -107,6 +109,8 @@ export interface PlaneHost {
   apply(state: PlaneState): Promise<void>;
   /** Resolves port 0 to a free port the workers can bind. */
   freePort(): Promise<number>;
+  /** Zeroes a byte range of a device durably; resolves to 0 or a negative errno. */
+  zero(device: string, offset: number, length: number): Promise<number>;
 }
 
 export class ControlPlane {
@@ -125,12 +129,48 @@ export class ControlPlane {
     this.changeListeners.push(f);
   }
 
-  /** Pushes the registry to the workers and the store. */
+  /** Pushes the registry to the workers and the store, then zeroes what the change freed. */
   async commit(): Promise<void> {
     const state = this.planeState();
     await this.host.apply(state);
     this.store?.save(this.registry.snapshot());
     for (const f of this.changeListeners) f();
+    await this.scrub();
+  }
+
+  /**
+   * Zeroes every freed range, oldest first. Runs only after the workers
+   * applied the change that freed it, so no connection can reach the range
+   * any more; until its zeroing is durable the range stays reserved (and
+   * persisted), so no new volume sees the old bytes, even across a crash.
+   * A range that fails to zero stays reserved and is tried again by the next
+   * scrub (the next change, or the next start). One scrub at a time.
+   */
+  scrub(): Promise<void> {
+    this.scrubbing ??= this.scrubAll().finally(() => {
+      this.scrubbing = null;
+    });
+    return this.scrubbing;
+  }
+
+  private scrubbing: Promise<void> | null = null;
+  /** Scrubs that failed, with the errno, for the log and tests. */
+  readonly scrubFailures: Array<{ range: ScrubRecord; error: number }> = [];
+
+  private async scrubAll(): Promise<void> {
+    const failed = new Set<ScrubRecord>();
+    for (;;) {
+      const next = this.registry.scrubs.find((r) => !failed.has(r));
+      if (next === undefined) return;
+      const error = await this.host.zero(next.device, next.offset, next.size);
+      if (error < 0) {
+        failed.add(next);
+        this.scrubFailures.push({ range: { ...next }, error });
+        continue;
+      }
+      this.registry.scrubDone(next);
+      this.store?.save(this.registry.snapshot());
+    }
   }
 
   planeState(): PlaneState {
@@ -169,7 +209,7 @@ export class ControlPlane {
     if (!made.ok) return made;
     const out: TenantCreated = { tenant: this.view(made.value.tenant), rate: 0, deviceRate: 0 };
     const undo = (reason: Result<never>): Result<TenantCreated> => {
-      if (out.volume) r.removeVolume(out.volume.name);
+      if (out.volume) r.removeVolume(out.volume.name, false);
       r.removeTenant(body.name);
       return reason;
     };
@@ -258,6 +298,23 @@ export class ControlPlane {
     return r;
   }
 
+  /**
+   * Resizes a volume in place (see Registry.resizeVolume). Connections stay
+   * on a grown volume with the size they were bound with, and see the new
+   * size when they next connect or attach; a shrink cuts them, and the freed
+   * tail is zeroed before anyone else may use it.
+   */
+  async resizeVolume(name: string, size: number): Promise<Result<VolumeRecord>> {
+    const r = this.registry.resizeVolume(name, size);
+    if (r.ok) await this.commit();
+    return r.ok ? { ok: true, value: { ...r.value } } : r;
+  }
+
+  getVolume(name: string): VolumeRecord | undefined {
+    const v = this.registry.volumes.get(name);
+    return v && { ...v };
+  }
+
   async removeVolume(name: string): Promise<Result<VolumeRecord>> {
     const r = this.registry.removeVolume(name);
     if (r.ok) await this.commit();
@@ -311,6 +368,7 @@ export class ControlPlane {
         writeCost4k: table.model.writeCost4k,
         volumes: vols.length,
         allocatedBytes: vols.reduce((a, v) => a + v.size, 0),
+        scrubPendingBytes: r.scrubs.filter((x) => x.device === d.name).reduce((a, x) => a + x.size, 0),
       };
     });
   }

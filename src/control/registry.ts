@@ -40,6 +40,17 @@ export interface VolumeRecord {
   size: number;
 }
 
+/**
+ * A device range whose volume is gone but whose bytes are not yet zeroed.
+ * No new volume may take it until the scrub is done, so one tenant's data
+ * never shows up in another tenant's volume.
+ */
+export interface ScrubRecord {
+  device: string;
+  offset: number;
+  size: number;
+}
+
 export interface CredentialRecord {
   tenant: string;
   /** Hex HMAC key. Never sent on the data path; clients prove they hold it. */
@@ -59,6 +70,8 @@ export interface RegistrySnapshot {
   volumes: VolumeRecord[];
   credentials: CredentialRecord[];
   ports: PortRecord[];
+  /** Missing in snapshots written before scrubbing existed. */
+  scrubs?: ScrubRecord[];
 }
 
 export type Result<T> = { ok: true; value: T } | { ok: false; status: number; reason: string };
@@ -76,6 +89,8 @@ export class Registry {
   readonly volumes = new Map<string, VolumeRecord>();
   readonly credentials = new Map<string, CredentialRecord>();
   readonly ports = new Map<number, PortRecord>();
+  /** Freed ranges waiting to be zeroed, oldest first. */
+  readonly scrubs: ScrubRecord[] = [];
   private readonly freeIds: number[] = [];
   private nextId = 0;
 
@@ -176,20 +191,69 @@ export class Registry {
     }
     if (!Number.isSafeInteger(offset) || offset < 0 || offset % dev.sectorSize !== 0) return fail(400, `offset ${offset} must be a multiple of ${dev.sectorSize}`);
     if (offset + v.size > dev.size) return fail(400, `[${offset}, +${v.size}) runs past the end of device ${device} (${dev.size} bytes)`);
-    for (const o of this.volumes.values()) {
-      if (o.device === device && offset < o.offset + o.size && o.offset < offset + v.size) {
-        return fail(409, `[${offset}, +${v.size}) overlaps volume ${o.name} [${o.offset}, +${o.size})`);
-      }
-    }
+    const clash = this.overlap(device, offset, v.size, null);
+    if (clash !== null) return fail(409, `[${offset}, +${v.size}) overlaps ${clash}`);
     const rec: VolumeRecord = { name: v.name, device, owner: v.owner, offset, size: v.size };
     this.volumes.set(v.name, rec);
     return { ok: true, value: rec };
   }
 
-  removeVolume(name: string): Result<VolumeRecord> {
+  /** What [offset, +size) of `device` overlaps (a volume other than `except`, or a range being scrubbed), or null. */
+  private overlap(device: string, offset: number, size: number, except: string | null): string | null {
+    for (const o of this.volumes.values()) {
+      if (o.name !== except && o.device === device && offset < o.offset + o.size && o.offset < offset + size) return `volume ${o.name} [${o.offset}, +${o.size})`;
+    }
+    for (const r of this.scrubs) {
+      if (r.device === device && offset < r.offset + r.size && r.offset < offset + size) return `[${r.offset}, +${r.size}), freed and still being zeroed`;
+    }
+    return null;
+  }
+
+  /**
+   * Grows or shrinks a volume in place. Growing needs the range right after
+   * it to be free; shrinking hands the tail to a scrub.
+   */
+  resizeVolume(name: string, size: number): Result<VolumeRecord> {
+    const v = this.volumes.get(name);
+    if (v === undefined) return fail(404, `no volume ${name}`);
+    const dev = this.devices.get(v.device)!;
+    if (!Number.isSafeInteger(size) || size <= 0 || size % dev.sectorSize !== 0) {
+      return fail(400, `size ${size} must be a positive multiple of the sector size ${dev.sectorSize}`);
+    }
+    if (size > v.size) {
+      if (v.offset + size > dev.size) return fail(400, `[${v.offset}, +${size}) runs past the end of device ${v.device} (${dev.size} bytes)`);
+      const clash = this.overlap(v.device, v.offset + v.size, size - v.size, v.name);
+      if (clash !== null) return fail(409, `cannot grow ${name} to ${size} bytes: the range after it overlaps ${clash}`);
+    } else if (size < v.size) {
+      this.scrubs.push({ device: v.device, offset: v.offset + size, size: v.size - size });
+    }
+    v.size = size;
+    return { ok: true, value: v };
+  }
+
+  /**
+   * Forgets pending scrubs that overlap [offset, +size) of `device`: the
+   * config file defines a volume there and takes it back as it is. Returns
+   * what was dropped.
+   */
+  dropScrubs(device: string, offset: number, size: number): ScrubRecord[] {
+    const hit = this.scrubs.filter((r) => r.device === device && offset < r.offset + r.size && r.offset < offset + size);
+    for (const r of hit) this.scrubDone(r);
+    return hit;
+  }
+
+  /** A scrub finished: its range is free again. */
+  scrubDone(r: ScrubRecord): void {
+    const i = this.scrubs.indexOf(r);
+    if (i >= 0) this.scrubs.splice(i, 1);
+  }
+
+  /** Removes a volume; its range is scrubbed before reuse unless `scrub` is false (a volume no one could have used yet). */
+  removeVolume(name: string, scrub = true): Result<VolumeRecord> {
     const v = this.volumes.get(name);
     if (v === undefined) return fail(404, `no volume ${name}`);
     this.volumes.delete(name);
+    if (scrub) this.scrubs.push({ device: v.device, offset: v.offset, size: v.size });
     for (const [port, p] of this.ports) if (p.volume === name) this.ports.delete(port);
     return { ok: true, value: v };
   }
@@ -197,7 +261,7 @@ export class Registry {
   /** Lowest offset where `size` bytes are free on `device`, or -1. */
   private firstFit(device: string, size: number): number {
     const dev = this.devices.get(device)!;
-    const used = [...this.volumes.values()].filter((v) => v.device === device).sort((a, b) => a.offset - b.offset);
+    const used = [...this.volumes.values(), ...this.scrubs].filter((v) => v.device === device).sort((a, b) => a.offset - b.offset);
     let at = 0;
     for (const v of used) {
       if (v.offset - at >= size) return at;
@@ -249,6 +313,7 @@ export class Registry {
       volumes: [...this.volumes.values()].map((v) => ({ ...v })),
       credentials: [...this.credentials.values()].map((c) => ({ ...c })),
       ports: [...this.ports.values()].map((p) => ({ ...p })),
+      scrubs: this.scrubs.map((r) => ({ ...r })),
     };
   }
 
@@ -263,6 +328,13 @@ export class Registry {
       if (this.tenants.has(t.name)) continue;
       const r = this.createTenant(t.name, t.device, t.spec, t.id);
       if (!r.ok) problems.push(`tenant ${t.name}: ${r.reason}`);
+    }
+    // Ranges freed but not yet zeroed when the server stopped stay reserved.
+    for (const r of s.scrubs ?? []) {
+      const dev = this.devices.get(r.device);
+      if (dev === undefined) problems.push(`scrub of [${r.offset}, +${r.size}) on device ${r.device}: no such device`);
+      else if (r.offset + r.size <= dev.size) this.scrubs.push({ ...r });
+      else problems.push(`scrub of [${r.offset}, +${r.size}) runs past the end of device ${r.device}`);
     }
     for (const v of s.volumes) {
       if (this.volumes.has(v.name)) continue;

@@ -1,7 +1,7 @@
 /**
  * Persists the control plane's registry (tenants, volumes, credentials, v1
- * port bindings) in an embedded SQLite database, `<dataDir>/registry.db`,
- * through Node's built-in `node:sqlite`.
+ * port bindings, freed ranges waiting to be zeroed) in an embedded SQLite
+ * database, `<dataDir>/registry.db`, through Node's built-in `node:sqlite`.
  *
  * Why these settings: WAL journal with synchronous=FULL makes COMMIT return
  * only after the WAL is fsynced, so a snapshot whose save() returned
@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS ports (
   tenant TEXT NOT NULL,
   volume TEXT NOT NULL
 );
+-- Freed ranges not yet zeroed (added after version 1 shipped; additive, so
+-- no version bump: an older file simply gains the empty table).
+CREATE TABLE IF NOT EXISTS scrubs (
+  seq INTEGER PRIMARY KEY,
+  device TEXT NOT NULL,
+  byte_offset INTEGER NOT NULL,
+  size INTEGER NOT NULL
+);
 `;
 
 type Row = Record<string, unknown>;
@@ -97,7 +105,8 @@ export class SqliteStore implements RegistryStore {
     const volumes = db.prepare('SELECT * FROM volumes ORDER BY name').all() as Row[];
     const credentials = db.prepare('SELECT * FROM credentials ORDER BY tenant').all() as Row[];
     const ports = db.prepare('SELECT * FROM ports ORDER BY port').all() as Row[];
-    if (tenants.length + volumes.length + credentials.length + ports.length === 0) return null;
+    const scrubs = db.prepare('SELECT * FROM scrubs ORDER BY seq').all() as Row[];
+    if (tenants.length + volumes.length + credentials.length + ports.length + scrubs.length === 0) return null;
     return {
       tenants: tenants.map((r): TenantRecord => {
         const spec: TenantRecord['spec'] = { name: String(r.name), class: r.class === 'LC' ? 'LC' : 'BE' };
@@ -115,6 +124,7 @@ export class SqliteStore implements RegistryStore {
       })),
       credentials: credentials.map((r) => ({ tenant: String(r.tenant), secret: String(r.secret), createdAt: String(r.created_at) })),
       ports: ports.map((r) => ({ port: Number(r.port), tenant: String(r.tenant), volume: String(r.volume) })),
+      scrubs: scrubs.map((r) => ({ device: String(r.device), offset: Number(r.byte_offset), size: Number(r.size) })),
     };
   }
 
@@ -123,7 +133,7 @@ export class SqliteStore implements RegistryStore {
     const db = this.open();
     db.exec('BEGIN IMMEDIATE');
     try {
-      db.exec('DELETE FROM tenants; DELETE FROM volumes; DELETE FROM credentials; DELETE FROM ports;');
+      db.exec('DELETE FROM tenants; DELETE FROM volumes; DELETE FROM credentials; DELETE FROM ports; DELETE FROM scrubs;');
       const t = db.prepare('INSERT INTO tenants (id, name, device, class, iops, p95_us, read_pct) VALUES (?, ?, ?, ?, ?, ?, ?)');
       for (const x of s.tenants) {
         t.run(x.id, x.name, x.device, x.spec.class, x.spec.iops ?? null, x.spec.p95Us ?? null, x.spec.readPct ?? null);
@@ -134,6 +144,8 @@ export class SqliteStore implements RegistryStore {
       for (const x of s.credentials) c.run(x.tenant, x.secret, x.createdAt);
       const p = db.prepare('INSERT INTO ports (port, tenant, volume) VALUES (?, ?, ?)');
       for (const x of s.ports) p.run(x.port, x.tenant, x.volume);
+      const z = db.prepare('INSERT INTO scrubs (seq, device, byte_offset, size) VALUES (?, ?, ?, ?)');
+      (s.scrubs ?? []).forEach((x, i) => z.run(i, x.device, x.offset, x.size));
       db.exec('COMMIT');
     } catch (err) {
       db.exec('ROLLBACK');

@@ -1,4 +1,4 @@
-import type { Engine, IoRequest } from '../storage/engine.ts';
+import { Op, type Engine, type IoRequest, type OpCode } from '../storage/engine.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { RequestPool, type DpRequest } from './request.ts';
 import type { TenantCounters } from './tenant-counters.ts';
@@ -35,6 +35,8 @@ class PassThroughGate implements Gate {
 }
 
 const SCRATCH_BYTES = 1 << 20;
+/** Largest WRITE_ZEROES one scrub step asks of the engine. */
+const SCRUB_CHUNK = 1 << 30;
 
 /** Something with responses waiting to be written. */
 export interface Flushable {
@@ -135,6 +137,42 @@ export class DataPlane {
   /** The socket kept the scratch buffer: use new memory for the next flush. */
   scratchTaken(): void {
     this.scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+  }
+
+  /**
+   * Zeroes [offset, offset + length) of the device and makes it durable
+   * (WRITE_ZEROES in chunks, then FLUSH): how a volume's old bytes are
+   * scrubbed before its range serves another tenant. Control-plane work, so
+   * it goes straight to the engine, not through the tenants' gate. Resolves
+   * to 0 or a negative errno.
+   */
+  async zeroRange(offset: number, length: number): Promise<number> {
+    for (let at = offset; at < offset + length; at += SCRUB_CHUNK) {
+      const err = await this.oneOp(Op.WRITE_ZEROES, at, Math.min(SCRUB_CHUNK, offset + length - at));
+      if (err < 0) return err;
+    }
+    return this.oneOp(Op.FLUSH, 0, 0);
+  }
+
+  private oneOp(op: OpCode, offset: number, length: number): Promise<number> {
+    return new Promise((resolve) => {
+      const req = this.newRequest();
+      req.op = op;
+      req.offset = offset;
+      req.length = length;
+      req.fua = false;
+      req.result = 0;
+      req.buf = null;
+      req.owner = {
+        complete: (r: DpRequest) => {
+          const result = r.result;
+          this.release(r);
+          resolve(result < 0 ? result : 0);
+        },
+      };
+      this.engine.submit(req);
+      this.engine.kick();
+    });
   }
 
   /** Returns a finished request and its buffer to the pools. */

@@ -15,6 +15,17 @@ export interface ExportedVolume {
   plane: DataPlane;
 }
 
+/**
+ * May a connection bound to `was` keep serving now that the volume is `now`?
+ * Only if every byte it can address is still the same bytes of the same
+ * volume: same offset and at least the size it was bound with. A grown
+ * volume keeps its connections (they learn the new size when they
+ * reconnect); a moved or shrunk one cuts them.
+ */
+export function stillCovers(was: { offset: number; size: number }, now: { offset: number; size: number }): boolean {
+  return now.offset === was.offset && now.size >= was.size;
+}
+
 /** What every front end's connection needs from its worker. */
 export interface FrontEndContext {
   /** Plane for replies before an export is chosen; requests go to the export's `plane`. */

@@ -13,6 +13,7 @@ import { ControlPlane, type PlaneHost, type RegistryStore } from '../control/con
 import { MAX_TENANTS, Registry } from '../control/registry.ts';
 import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
+import { Errno } from '../storage/engine.ts';
 import type { PlaneState } from './plane-state.ts';
 import { TenantCounters } from './tenant-counters.ts';
 import { WorkerStats } from './worker-stats.ts';
@@ -102,6 +103,8 @@ async function seed(registry: Registry, config: ServerConfig, sizes: Map<string,
       if (!t.ok) throw new ConfigError(`tenant ${name} (port ${b.port}) refused: ${t.reason}`);
     }
     if (!registry.volumes.has(name)) {
+      // The config defines this range: a scrub left pending by a crash does not keep it from the volume.
+      registry.dropScrubs(settled.device, settled.volume.offset, settled.volume.size);
       const v = registry.createVolume({ name, owner: name, offset: settled.volume.offset, size: settled.volume.size, device: settled.device });
       if (!v.ok) throw new ConfigError(`volume for port ${b.port}: ${v.reason}`);
     }
@@ -155,13 +158,17 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   });
 
   // The control plane's snapshot; built before the ControlPlane exists for the first start.
-  const hostRef: { apply: (s: PlaneState) => Promise<void> } = { apply: async () => {} };
+  const hostRef: { apply: (s: PlaneState) => Promise<void>; zero: (device: string, offset: number, length: number) => Promise<number> } = {
+    apply: async () => {},
+    zero: async () => Errno.EIO,
+  };
   const host: PlaneHost = {
     counters,
     workerStats,
     engineOf: (name) => engines[config.devices.findIndex((d) => d.name === name)] ?? 'unknown',
     apply: (s) => hostRef.apply(s),
     freePort: () => freePort(config.host),
+    zero: (device, offset, length) => hostRef.zero(device, offset, length),
   };
   const control = new ControlPlane(registry, host, store);
   const initialState = control.planeState();
@@ -226,24 +233,40 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }
 
   let seq = 0;
-  hostRef.apply = (state) =>
-    Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            const mySeq = ++seq;
-            const onMessage = (m: WorkerReply): void => {
-              if (m.type !== 'applied' || m.seq !== mySeq) return;
-              w.off('message', onMessage);
-              if (m.problems.length > 0) reject(new Error(m.problems.join('; ')));
-              else resolve();
-            };
-            w.on('message', onMessage);
-            const cmd: WorkerCommand = { type: 'state', seq: mySeq, state };
-            w.postMessage(cmd);
-          }),
-      ),
-    ).then(() => undefined);
+  /** Posts a command to a worker; resolves with its reply of type `type` carrying the same seq. */
+  const ask = <T extends 'applied' | 'zeroed'>(w: Worker, cmd: WorkerCommand & { seq: number }, type: T): Promise<Extract<WorkerReply, { type: T }>> =>
+    new Promise((resolve, reject) => {
+      const onExit = (code: number): void => {
+        w.off('message', onMessage);
+        reject(new Error(`data-plane worker exited (code ${code}) before answering ${cmd.type}`));
+      };
+      const onMessage = (m: WorkerReply): void => {
+        if (m.type !== type || m.seq !== cmd.seq) return;
+        w.off('message', onMessage);
+        w.off('exit', onExit);
+        resolve(m as Extract<WorkerReply, { type: T }>);
+      };
+      w.on('message', onMessage);
+      w.once('exit', onExit);
+      w.postMessage(cmd);
+    });
+  hostRef.apply = async (state) => {
+    const replies = await Promise.all(workers.map((w) => ask(w, { type: 'state', seq: ++seq, state }, 'applied')));
+    const problems = replies.flatMap((r) => r.problems);
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  };
+  // Any worker can zero a range: every worker's engine reaches the whole device.
+  hostRef.zero = async (device, offset, length) => {
+    const index = config.devices.findIndex((d) => d.name === device);
+    if (index < 0) return Errno.EINVAL;
+    try {
+      return (await ask(workers[0], { type: 'zero', seq: ++seq, device: index, offset, length }, 'zeroed')).error;
+    } catch {
+      return Errno.EIO;
+    }
+  };
+  // Ranges a crash left unscrubbed: zero them now (they stay reserved until done).
+  void control.scrub();
 
   let admin: { port: number; token: string; close(): Promise<void> } | null = null;
   if (config.adminPort !== null) {

@@ -39,10 +39,16 @@ export interface WorkerInit {
   state: PlaneState;
 }
 
-export type WorkerCommand = { type: 'drain'; timeoutMs: number } | { type: 'state'; seq: number; state: PlaneState };
+export type WorkerCommand =
+  | { type: 'drain'; timeoutMs: number }
+  | { type: 'state'; seq: number; state: PlaneState }
+  /** Zero a byte range of device `device` (an index) durably; answered by 'zeroed'. */
+  | { type: 'zero'; seq: number; device: number; offset: number; length: number };
 
 export type WorkerReply =
   | { type: 'ready'; nbdPort: number | null; attachPort: number | null; engines: string[]; fallbackReason?: string }
   | { type: 'failed'; message: string }
   | { type: 'applied'; seq: number; problems: string[] }
+  /** error: 0, or the negative errno the engine gave. */
+  | { type: 'zeroed'; seq: number; error: number }
   | { type: 'drained' };

@@ -18,7 +18,8 @@ import { Coalescer, strictestObjective } from './coalescing.ts';
 import { WorkerStats } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
-import type { ExportedVolume } from './front-end.ts';
+import { stillCovers, type ExportedVolume } from './front-end.ts';
+import type { NbdConnection } from '../nbd/nbd-connection.ts';
 import type { PlaneState } from './plane-state.ts';
 import { QosGate } from './qos-gate.ts';
 import { ReflexConnection, type Binding } from './reflex-connection.ts';
@@ -71,6 +72,7 @@ async function main(init: WorkerInit): Promise<void> {
   const volumes = new Map<string, ExportedVolume>();
   const tenantByName = new Map<string, number>();
   const conns = new Set<ReflexConnection>();
+  const nbdConns = new Set<NbdConnection>();
   const sockets = new Set<net.Socket>();
   const listeners = new Map<number, net.Server>();
   let draining = false;
@@ -164,12 +166,19 @@ async function main(init: WorkerInit): Promise<void> {
       }
     });
     rebalance();
-    // Connections whose tenant or volume is gone (or moved) lose their access.
+    // Connections whose tenant or volume is gone, moved or shrunk lose their
+    // access; a grown volume keeps them (on the size they were bound with).
     for (const c of [...conns]) {
       const b = c.boundTo;
       if (b === null) continue;
       const now = bindingFor(b.tenant, b.volume.name);
-      if (now === null || now.volume.offset !== b.volume.offset || now.volume.size !== b.volume.size) c.revoke();
+      if (now === null || now.plane !== b.plane || !stillCovers(b.volume, now.volume)) c.revoke();
+    }
+    for (const c of [...nbdConns]) {
+      const v = c.boundVolume;
+      if (v === null) continue;
+      const now = volumes.get(v.name);
+      if (now === undefined || now.tenant !== v.tenant || now.plane !== v.plane || !tenantDevice.has(v.tenant) || !stillCovers(v, now)) c.revoke();
     }
     // v1 ports: open new ones, close the ones no longer bound.
     const wanted = new Map(next.ports.map((p) => [p.port, p]));
@@ -209,7 +218,7 @@ async function main(init: WorkerInit): Promise<void> {
     // NBD negotiates TLS in-band (STARTTLS), so its listener is plain TCP.
     const server = net.createServer({ noDelay: true }, (socket) => {
       sockets.add(socket);
-      new NbdConnection(socket, {
+      const conn: NbdConnection = new NbdConnection(socket, {
         plane: home,
         tls: nbdTls,
         volumes,
@@ -218,10 +227,12 @@ async function main(init: WorkerInit): Promise<void> {
         isDraining: () => draining,
         onClose: () => {
           sockets.delete(socket);
+          nbdConns.delete(conn);
           rebalance();
         },
         onAttach: () => rebalance(),
       });
+      nbdConns.add(conn);
     });
     nbdPort = await listen(server, init.nbdPort);
     extra.push(server);
@@ -233,6 +244,13 @@ async function main(init: WorkerInit): Promise<void> {
   port.on('message', async (msg: WorkerCommand) => {
     if (msg.type === 'state') {
       const reply: WorkerReply = { type: 'applied', seq: msg.seq, problems: await apply(msg.state) };
+      port.postMessage(reply);
+      return;
+    }
+    if (msg.type === 'zero') {
+      const d = devices[msg.device];
+      const error = d === undefined ? Errno.EINVAL : await d.plane.zeroRange(msg.offset, msg.length);
+      const reply: WorkerReply = { type: 'zeroed', seq: msg.seq, error };
       port.postMessage(reply);
       return;
     }

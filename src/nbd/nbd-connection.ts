@@ -43,7 +43,7 @@ import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, write
 import { VolumeExports } from './volume-exports.ts';
 import { Op, type OpCode } from '../storage/engine.ts';
 import { assert } from '../util/assert.ts';
-import type { ExportedVolume, FrontEndContext } from '../dataplane/front-end.ts';
+import { stillCovers, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
 import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
 import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';
@@ -224,6 +224,13 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private startTransmission(session: NbdSession, rest: Buffer): void {
     const e = this.exports.lookup(session.export.name);
     if (e === undefined) return this.fail(`export ${session.export.name} vanished`);
+    // The export table was taken when the connection opened; the control
+    // plane may have removed, moved or shrunk the volume since (and the
+    // revocation pass only sees connections already in transmission).
+    const now = this.ctx.volumes.get(e.volume.name);
+    if (now === undefined || now.tenant !== e.volume.tenant || now.plane !== e.volume.plane || !stillCovers(e.volume, now)) {
+      return this.fail(`export ${session.export.name} changed during negotiation`);
+    }
     this.handshake = null;
     this.session = session;
     this.structured = session.structuredReplies;
@@ -501,6 +508,21 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private fail(reason: string): void {
     this.handshake = null;
     this.beginClose(reason);
+  }
+
+  /** The volume this connection serves (null before transmission). */
+  get boundVolume(): ExportedVolume | null {
+    return this.closed ? null : this.volume;
+  }
+
+  /**
+   * The control plane took this connection's volume away, moved it or shrank
+   * it: no further request may reach the old range, so the connection is cut
+   * at once (as a native connection is), in-flight replies and all.
+   */
+  revoke(): void {
+    if (this.closeReason === null) this.closeReason = 'volume revoked by the control plane';
+    this.teardown();
   }
 
   private teardown(): void {

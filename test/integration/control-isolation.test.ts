@@ -12,6 +12,9 @@ import { encodeAttach } from '../../src/protocol/attach.ts';
 import { decodeHelloInfo } from '../../src/protocol/reflex-codec.ts';
 import { Cmd, Status } from '../../src/protocol/reflex-constants.ts';
 import { RawPeer, header } from '../helpers/raw-peer.ts';
+import { greet, go, simple } from '../helpers/nbd-raw.ts';
+import { Cmd as NbdCmd } from '../../src/nbd/constants.ts';
+import { encodeRequest } from '../../src/nbd/client-codec.ts';
 
 const MiB = 1 << 20;
 const SECTOR = 512;
@@ -39,7 +42,7 @@ async function attach(peer: RawPeer, payload: Buffer, handle = 2): Promise<numbe
 }
 
 before(async () => {
-  server = await startServer(resolveConfig({ memory: 64 * MiB, workers: 2, attachPort: 0, ports: [{ port: 0, tenant: 'legacy', volumeOffset: 0, volumeSize: 8 * MiB }] }, 2));
+  server = await startServer(resolveConfig({ memory: 64 * MiB, workers: 2, attachPort: 0, nbdPort: 0, ports: [{ port: 0, tenant: 'legacy', volumeOffset: 0, volumeSize: 8 * MiB }] }, 2));
   attachPort = server.attachPort!;
   for (const name of ['alpha', 'beta']) {
     const r = await server.control.createTenant({ name, class: 'BE', volumeSize: 4 * MiB, credential: true });
@@ -53,8 +56,9 @@ before(async () => {
 });
 
 after(async () => {
-  assert.equal(successes, 0, `${successes} of ${attempts} attacks succeeded`);
+  // Close first: a failed assertion must not leave the workers holding the process.
   await server.close();
+  assert.equal(successes, 0, `${successes} of ${attempts} attacks succeeded`);
 });
 
 describe('authentication', () => {
@@ -200,5 +204,99 @@ describe('bounds', () => {
     if (after === 'read') successes++;
     assert.notEqual(after, 'read');
     g.destroy();
+  });
+
+  it('deleting a volume cuts its NBD connections before the range can serve anyone else', async () => {
+    const d = await server.control.createTenant({ name: 'delta', class: 'BE', volumeSize: MiB });
+    assert.ok(d.ok);
+    const offset = d.value.volume!.offset;
+    const nbd = await greet(server.nbdPort!);
+    await go(nbd, 'delta');
+    nbd.send(encodeRequest({ type: NbdCmd.WRITE, cookieLo: 1, offset: 0, length: 8192 }, Buffer.alloc(8192, 0xdd)));
+    assert.equal((await simple(nbd)).error, 0);
+    assert.ok((await server.control.removeTenant('delta')).ok);
+    // The same bytes of the device now belong to another tenant, holding data of its own.
+    const e = await server.control.createTenant({ name: 'epsilon', class: 'BE', volumeSize: MiB, credential: true });
+    assert.ok(e.ok);
+    assert.equal(e.value.volume!.offset, offset, 'the new volume reuses the freed range');
+    const ec = await connect({ port: attachPort, attach: { tenant: 'epsilon', volume: 'epsilon', secret: e.value.secret! } });
+    await ec.write(0, Buffer.alloc(4096, 0xee));
+    await ec.close();
+    // The old NBD connection must be gone: neither a read nor a write reaches the range.
+    attempts++;
+    nbd.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 2, offset: 0, length: 4096 }));
+    const outcome = await simple(nbd, 4096).then(
+      (r) => (r.error === 0 ? r.data : null),
+      () => null,
+    );
+    if (outcome !== null) successes++;
+    assert.equal(outcome, null, 'a revoked NBD connection still read the range');
+    await nbd.closed();
+    const check = await connect({ port: attachPort, attach: { tenant: 'epsilon', volume: 'epsilon', secret: e.value.secret! } });
+    assert.deepEqual(await check.read(0, 4096), Buffer.alloc(4096, 0xee));
+    // What epsilon did not write reads as zeros: delta's bytes were scrubbed, not inherited.
+    const inherited = await check.read(4096, 4096);
+    attempts++;
+    if (inherited.includes(0xdd)) successes++;
+    assert.deepEqual(inherited, Buffer.alloc(4096), 'a new volume shows the bytes of a deleted one');
+    await check.close();
+    assert.ok((await server.control.removeTenant('epsilon')).ok);
+  });
+
+  it('a volume removed while an NBD client negotiates is not served to it', async () => {
+    assert.ok((await server.control.createTenant({ name: 'eta', class: 'BE', volumeSize: MiB })).ok);
+    const nbd = await greet(server.nbdPort!);
+    // The tenant stays (its scheduler slot still admits requests); only the volume goes.
+    assert.ok((await server.control.removeVolume('eta')).ok);
+    attempts++;
+    const served = await (async () => {
+      await go(nbd, 'eta');
+      nbd.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 1, offset: 0, length: 4096 }));
+      return (await simple(nbd, 4096)).error === 0;
+    })().catch(() => false);
+    if (served) successes++;
+    assert.equal(served, false, 'the removed volume was served');
+    nbd.destroy();
+    assert.ok((await server.control.removeTenant('eta')).ok);
+  });
+
+  it('a grown volume keeps its connections, a shrunk one cuts them; new connections see the new size', async () => {
+    const z = await server.control.createTenant({ name: 'zeta', class: 'BE', volumeSize: MiB, credential: true });
+    assert.ok(z.ok);
+    const attachZeta = () => connect({ port: attachPort, attach: { tenant: 'zeta', volume: 'zeta', secret: z.value.secret! }, timeoutMs: 3000 });
+    const live = await attachZeta();
+    const nbd = await greet(server.nbdPort!);
+    await go(nbd, 'zeta');
+    await live.write(0, Buffer.alloc(4096, 0x5a));
+    const grown = await server.control.resizeVolume('zeta', 2 * MiB);
+    assert.ok(grown.ok, grown.ok ? '' : grown.reason);
+    assert.deepEqual(await live.read(0, 4096), Buffer.alloc(4096, 0x5a), 'native connection survives a grow');
+    nbd.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 7, offset: 0, length: 4096 }));
+    const r = await simple(nbd, 4096);
+    assert.deepEqual([r.error, r.data], [0, Buffer.alloc(4096, 0x5a)], 'NBD connection survives a grow');
+    const fresh = await attachZeta();
+    assert.equal(fresh.info!.volumeSize, 2 * MiB);
+    await fresh.write(2 * MiB - 4096, Buffer.alloc(4096, 0x77));
+    await fresh.close();
+
+    const shrunk = await server.control.resizeVolume('zeta', MiB / 2);
+    assert.ok(shrunk.ok);
+    attempts++;
+    const after = await live.read(MiB / 2, 4096).then(
+      () => 'read',
+      (err: Error) => err.message,
+    );
+    if (after === 'read') successes++;
+    assert.notEqual(after, 'read', 'a native connection outlived a shrink');
+    await nbd.closed();
+    live.destroy();
+    // Grow again: the old tail comes back zeroed, not with the 0x77 written before the shrink.
+    assert.ok((await server.control.resizeVolume('zeta', 2 * MiB)).ok);
+    const again = await attachZeta();
+    assert.equal(again.info!.volumeSize, 2 * MiB);
+    assert.deepEqual(await again.read(2 * MiB - 4096, 4096), Buffer.alloc(4096));
+    assert.deepEqual(await again.read(0, 4096), Buffer.alloc(4096, 0x5a), 'the kept part keeps its data');
+    await again.close();
+    assert.ok((await server.control.removeTenant('zeta')).ok);
   });
 });

@@ -5,12 +5,12 @@
 // correct data.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ClientFlag, Cmd, Magic, NbdError, Opt, Rep, ReplyType } from '../../src/nbd/constants.ts';
 import { encodeClientFlags, encodeInfoOption, encodeOption, encodeRequest } from '../../src/nbd/client-codec.ts';
 import { Field } from '../../src/dataplane/tenant-counters.ts';
 import { startNbdTestServer, type NbdTestServer } from '../interop/nbd-support.ts';
+import { Raw, go, greet, readOptionReply, simple } from '../helpers/nbd-raw.ts';
 
 let server: NbdTestServer;
 
@@ -22,131 +22,10 @@ after(async () => {
   await server?.srv.close();
 });
 
-/** A raw socket with "give me exactly n bytes" reads and a close notice. */
-class Raw {
-  readonly sock: net.Socket;
-  private buf = Buffer.alloc(0);
-  private ended = false;
-  private wake: (() => void) | null = null;
-
-  private constructor(sock: net.Socket) {
-    this.sock = sock;
-    sock.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.poke();
-    });
-    const end = () => {
-      this.ended = true;
-      this.poke();
-    };
-    sock.on('end', end);
-    sock.on('close', end);
-    sock.on('error', end);
-  }
-
-  static connect(port: number): Promise<Raw> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(new Raw(s)));
-      s.once('error', reject);
-    });
-  }
-
-  private poke(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  send(b: Buffer): void {
-    this.sock.write(b);
-  }
-
-  async read(n: number, ms = 10_000): Promise<Buffer> {
-    const deadline = Date.now() + ms;
-    while (this.buf.length < n) {
-      if (this.ended) throw new Error(`connection closed with ${this.buf.length}/${n} bytes`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out reading ${n} bytes`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  /** Resolves once the server has closed, after reading whatever it sent. */
-  async closed(ms = 10_000): Promise<Buffer> {
-    const deadline = Date.now() + ms;
-    while (!this.ended) {
-      if (Date.now() > deadline) throw new Error('server did not close the connection');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 50);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    return this.buf;
-  }
-
-  destroy(): void {
-    this.sock.destroy();
-  }
-}
-
-interface OptReply {
-  option: number;
-  type: number;
-  data: Buffer;
-}
-
-async function readOptionReply(r: Raw): Promise<OptReply> {
-  const h = await r.read(20);
-  assert.equal(h.readBigUInt64BE(0), Magic.OPTION_REPLY);
-  const len = h.readUInt32BE(16);
-  return { option: h.readUInt32BE(8), type: h.readUInt32BE(12), data: await r.read(len) };
-}
-
-/** Greeting, client flags, then the given options. */
-async function greet(port: number): Promise<Raw> {
-  const r = await Raw.connect(port);
-  const g = await r.read(18);
-  assert.equal(g.readBigUInt64BE(0), Magic.NBDMAGIC);
-  r.send(encodeClientFlags(ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES));
-  return r;
-}
-
-/** NBD_OPT_GO on `name`; returns when the ACK arrived. */
-async function go(r: Raw, name: string): Promise<void> {
-  r.send(encodeInfoOption(Opt.GO, name, []));
-  for (;;) {
-    const rep = await readOptionReply(r);
-    assert.equal(rep.option, Opt.GO);
-    if (rep.type === Rep.ACK) return;
-    assert.equal(rep.type, Rep.INFO, `GO failed with reply type 0x${rep.type.toString(16)}`);
-  }
-}
-
 async function session(name = 'vol1'): Promise<Raw> {
   const r = await greet(server.port);
   await go(r, name);
   return r;
-}
-
-/** Reads one simple reply (and `dataLen` bytes when it succeeded). */
-async function simple(r: Raw, dataLen = 0): Promise<{ error: number; cookie: number; data: Buffer }> {
-  const h = await r.read(16);
-  assert.equal(h.readUInt32BE(0), Magic.SIMPLE_REPLY);
-  const error = h.readUInt32BE(4);
-  const data = error === 0 && dataLen > 0 ? await r.read(dataLen) : Buffer.alloc(0);
-  return { error, cookie: h.readUInt32BE(12), data };
 }
 
 function connections(tenant: number): number {

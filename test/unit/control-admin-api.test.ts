@@ -204,6 +204,58 @@ test('admin: update, credentials, volumes, ports, devices, remove', async () => 
   assert.equal((await call('DELETE', '/api/tenants/be1')).status, 404);
 });
 
+test('admin: volumes resize in place, and freed bytes are zeroed before the range is reused', async () => {
+  fx.zeroed.length = 0;
+  const MiB = 1 << 20;
+  const t = await call('POST', '/api/tenants', { name: 'rs', class: 'BE', volumeSize: MiB });
+  assert.equal(t.status, 201, JSON.stringify(t.body));
+  const at: number = t.body.volume.offset;
+  assert.equal((await call('POST', '/api/volumes', { name: 'rs-next', owner: 'rs', size: MiB, offset: at + 2 * MiB })).status, 201);
+  assert.deepEqual((await call('GET', '/api/volumes/rs')).body, { name: 'rs', device: 'default', owner: 'rs', offset: at, size: MiB });
+  assert.equal((await call('GET', '/api/volumes/none')).status, 404);
+
+  const grow = await call('PATCH', '/api/volumes/rs', { size: 2 * MiB });
+  assert.equal(grow.status, 200, JSON.stringify(grow.body));
+  assert.deepEqual([grow.body.offset, grow.body.size], [at, 2 * MiB]);
+  const over = await call('PATCH', '/api/volumes/rs', { size: 3 * MiB });
+  assert.equal(over.status, 409);
+  assert.match(over.body.error, /rs-next/);
+  const applied = fx.applied;
+  for (const size of [0, 1000, -512, 'big', 2 ** 60, null]) {
+    const r = await call('PATCH', '/api/volumes/rs', { size });
+    assert.equal(r.status, 400, `size ${String(size)}: ${JSON.stringify(r.body)}`);
+  }
+  assert.equal((await call('PATCH', '/api/volumes/rs', {})).status, 400, 'size is required');
+  assert.equal((await call('PATCH', '/api/volumes/rs', { size: MiB, owner: 'lc1' })).status, 400, 'only the size can change');
+  assert.equal((await call('PATCH', '/api/volumes/none', { size: 4096 })).status, 404);
+  assert.equal(fx.applied, applied, 'refused resizes change nothing');
+  assert.deepEqual(fx.zeroed, [], 'growing zeroes nothing');
+
+  const shrink = await call('PATCH', '/api/volumes/rs', { size: MiB / 2 });
+  assert.equal(shrink.status, 200);
+  assert.deepEqual(fx.zeroed, [{ device: 'default', offset: at + MiB / 2, length: 2 * MiB - MiB / 2 }], 'the freed tail is zeroed');
+
+  fx.zeroed.length = 0;
+  assert.equal((await call('DELETE', '/api/volumes/rs-next')).status, 200);
+  assert.deepEqual(fx.zeroed, [{ device: 'default', offset: at + 2 * MiB, length: MiB }], 'a deleted volume is zeroed');
+
+  // A device that fails to zero keeps the range from every new volume until a retry succeeds.
+  fx.zeroError = -5;
+  assert.equal((await call('DELETE', '/api/volumes/rs')).status, 200);
+  const busy = await call('POST', '/api/volumes', { name: 'again', owner: 'rs', size: 4096, offset: at });
+  assert.equal(busy.status, 409);
+  assert.match(busy.body.error, /being zeroed/);
+  assert.equal((await call('GET', '/api/devices')).body[0].scrubPendingBytes, MiB / 2);
+  const elsewhere = await call('POST', '/api/volumes', { name: 'elsewhere', owner: 'rs', size: 4096 });
+  assert.equal(elsewhere.status, 201);
+  assert.ok(elsewhere.body.offset >= at + MiB / 2 || elsewhere.body.offset + 4096 <= at, 'first fit skips the unscrubbed range');
+  fx.zeroError = 0;
+  // The next change retries the scrub; then the range is free again.
+  assert.equal((await call('DELETE', '/api/volumes/elsewhere')).status, 200);
+  assert.equal((await call('POST', '/api/volumes', { name: 'again', owner: 'rs', size: 4096, offset: at })).status, 201);
+  assert.equal((await call('DELETE', '/api/tenants/rs')).status, 200);
+});
+
 test('admin: /api/stats reports sampled IOPS and p95 against the objective', async () => {
   const id = fx.control.getTenant('lc1')!.id;
   server.sampler.sample();

@@ -79,12 +79,20 @@ test('cli: an admission refusal prints the reason and exits non-zero', async () 
   assert.equal(fx.control.getTenant('huge'), undefined);
 });
 
-test('cli: volumes create, list, rm', async () => {
+test('cli: volumes create, list, resize, rm', async () => {
   const c = await cli(volume, ['create', 'web-logs', '--owner', 'web', '--size', '64K']);
   assert.equal(c.code, 0, c.err);
   assert.match(c.out, /volume web-logs created: default offset 1048576, 64K, owner web/);
   const l = await cli(volume, ['list']);
   assert.match(l.out, /web-logs\s+web\s+default\s+1048576\s+65536\s+64K/);
+  const r = await cli(volume, ['resize', 'web-logs', '--size', '128K']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /volume web-logs is now 128K \(131072 bytes\) at offset 1048576 of default/);
+  const tooBig = await cli(volume, ['resize', 'web-logs', '--size', '1T']);
+  assert.equal(tooBig.code, 1);
+  assert.match(tooBig.err, /past the end of device default/);
+  await assert.rejects(cli(volume, ['resize', 'web-logs']), { name: 'UsageError' });
+  await assert.rejects(cli(volume, ['rm', 'web-logs', '--size', '4K']), { name: 'UsageError' });
   const bad = await cli(volume, ['create', 'x', '--owner', 'nobody', '--size', '4K']);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /no tenant nobody/);

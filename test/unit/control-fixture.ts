@@ -16,6 +16,10 @@ export interface Fixture {
   /** One worker's counters (receive coalescing). */
   workerStats: WorkerStats;
   applied: number;
+  /** Ranges the control plane asked to zero, in order. */
+  zeroed: Array<{ device: string; offset: number; length: number }>;
+  /** What `zero` answers (0, or a negative errno to simulate a failing device). */
+  zeroError: number;
 }
 
 export function makeControl(store: RegistryStore | null = null): Fixture {
@@ -24,7 +28,7 @@ export function makeControl(store: RegistryStore | null = null): Fixture {
   const counters = new TenantCounters(TenantCounters.allocate(1024, 1), 1024, 1, 0);
   let nextPort = 20000;
   const workerStats = new WorkerStats(WorkerStats.allocate(1), 1);
-  const fx: Fixture = { control: null as unknown as ControlPlane, counters, workerStats, applied: 0 };
+  const fx: Fixture = { control: null as unknown as ControlPlane, counters, workerStats, applied: 0, zeroed: [], zeroError: 0 };
   const host: PlaneHost = {
     counters,
     workerStats,
@@ -33,6 +37,10 @@ export function makeControl(store: RegistryStore | null = null): Fixture {
       fx.applied++;
     },
     freePort: async () => nextPort++,
+    zero: async (device, offset, length) => {
+      fx.zeroed.push({ device, offset, length });
+      return fx.zeroError;
+    },
   };
   fx.control = new ControlPlane(registry, host, store);
   return fx;

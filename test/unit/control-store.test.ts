@@ -20,6 +20,10 @@ const SNAP: RegistrySnapshot = {
   volumes: [{ name: 'alpha', device: 'default', owner: 'alpha', offset: 4096, size: 1 << 20 }],
   credentials: [{ tenant: 'alpha', secret: 'ab'.repeat(32), createdAt: '2025-01-02T03:04:05.000Z' }],
   ports: [{ port: 20001, tenant: 'alpha', volume: 'alpha' }],
+  scrubs: [
+    { device: 'default', offset: 8 << 20, size: 1 << 20 },
+    { device: 'default', offset: 2 << 20, size: 4096 },
+  ],
 };
 
 test('store: empty database loads as null', () => {
@@ -53,7 +57,7 @@ test('store: WAL journal, FULL sync, typed tables with a schema version', () => 
   const db = new DatabaseSync(path.join(dir, REGISTRY_DB));
   assert.equal((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal');
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-  assert.deepEqual(tables, ['credentials', 'ports', 'schema_version', 'tenants', 'volumes']);
+  assert.deepEqual(tables, ['credentials', 'ports', 'schema_version', 'scrubs', 'tenants', 'volumes']);
   assert.equal((db.prepare('SELECT p95_us FROM tenants WHERE name = ?').get('alpha') as { p95_us: number }).p95_us, 500);
   db.prepare('UPDATE schema_version SET version = 99').run();
   db.close();
@@ -85,5 +89,29 @@ test('store: the control plane persists every change and a new registry restores
   assert.deepEqual(problems, []);
   assert.deepEqual(b.control.listTenants(), a.control.listTenants());
   assert.equal(b.control.registry.credentials.get('lc1')?.secret, made.value.secret);
+  b.control.close();
+});
+
+test('store: a range left unzeroed by a failed scrub stays reserved across a restart and is zeroed by the next start', async () => {
+  const dir = tmpDir();
+  const a = makeControl(SqliteStore.inDataDir(dir));
+  const made = await a.control.createTenant({ name: 'be1', class: 'BE', volumeSize: 1 << 20 });
+  assert.ok(made.ok);
+  const offset = made.value.volume!.offset;
+  a.zeroError = -5; // the device fails the zeroing, as if the server died before it was done
+  assert.ok((await a.control.removeVolume('be1')).ok);
+  a.control.close();
+
+  const store = SqliteStore.inDataDir(dir);
+  const b = makeControl(store);
+  assert.deepEqual(b.control.registry.restore(store.load()!), []);
+  assert.deepEqual(b.control.registry.scrubs, [{ device: 'default', offset, size: 1 << 20 }]);
+  const early = b.control.registry.createVolume({ name: 'early', owner: 'be1', size: 4096, offset });
+  assert.equal(early.ok ? 0 : early.status, 409, 'the unzeroed range is not handed out');
+  await b.control.scrub();
+  assert.deepEqual(b.zeroed, [{ device: 'default', offset, length: 1 << 20 }]);
+  assert.deepEqual(b.control.registry.scrubs, []);
+  assert.deepEqual(store.load()!.scrubs, [], 'the finished scrub is persisted');
+  assert.ok(b.control.registry.createVolume({ name: 'later', owner: 'be1', size: 4096, offset }).ok);
   b.control.close();
 });
