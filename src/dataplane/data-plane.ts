@@ -141,14 +141,16 @@ export class DataPlane {
 
   /**
    * Zeroes [offset, offset + length) of the device and makes it durable
-   * (WRITE_ZEROES in chunks, then FLUSH): how a volume's old bytes are
-   * scrubbed before its range serves another tenant. Control-plane work, so
-   * it goes straight to the engine, not through the tenants' gate. Resolves
-   * to 0 or a negative errno.
+   * (in chunks, then FLUSH): how a volume's old bytes are scrubbed before
+   * its range serves another tenant. A file gets holes punched (zeros that
+   * take no space); a block device gets WRITE_ZEROES, since a discard need
+   * not read back as zeros. Control-plane work, so it goes straight to the
+   * engine, not through the tenants' gate. Resolves to 0 or a negative errno.
    */
   async zeroRange(offset: number, length: number): Promise<number> {
+    const op = this.engine.trimReadsZeroes === true ? Op.TRIM : Op.WRITE_ZEROES;
     for (let at = offset; at < offset + length; at += SCRUB_CHUNK) {
-      const err = await this.oneOp(Op.WRITE_ZEROES, at, Math.min(SCRUB_CHUNK, offset + length - at));
+      const err = await this.oneOp(op, at, Math.min(SCRUB_CHUNK, offset + length - at));
       if (err < 0) return err;
     }
     return this.oneOp(Op.FLUSH, 0, 0);

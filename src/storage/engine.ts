@@ -102,6 +102,13 @@ export interface Engine {
    * without delay; the server keeps batching, which saves syscalls.
    */
   setSubmitEach?(on: boolean): void;
+  /**
+   * Optional: TRIM both frees the range and makes it read as zeros (a hole
+   * punched in a regular file). Then scrubbing a freed volume trims instead
+   * of writing zeros, which would allocate every byte of a sparse file.
+   * Block devices do not promise zeros after a discard: false or absent.
+   */
+  readonly trimReadsZeroes?: boolean;
   /** Waits for in-flight requests, then releases the device. */
   close(): Promise<void>;
 }

@@ -168,6 +168,10 @@ export class FaultEngine implements Engine {
   private timer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
+  get trimReadsZeroes(): boolean | undefined {
+    return this.inner.trimReadsZeroes;
+  }
+
   constructor(inner: Engine, spec: FaultSpec = {}) {
     checkFaultSpec(spec);
     this.inner = inner;

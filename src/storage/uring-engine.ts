@@ -87,6 +87,10 @@ export class UringEngine implements Engine {
   /** Why O_DIRECT was not used although asked for, else null. */
   readonly directFallbackReason: string | null;
   readonly isBlockDevice: boolean;
+  /** A regular file: TRIM punches a hole, which reads back as zeros. */
+  get trimReadsZeroes(): boolean {
+    return !this.isBlockDevice;
+  }
   /** Ring depth: the most requests in the kernel at once. */
   readonly queueDepth: number;
   onComplete: CompletionHandler = () => {

@@ -80,6 +80,36 @@ for (const engine of ['uring', 'fs'] as const) {
   });
 }
 
+describe('scrubbing a deleted volume on a file', () => {
+  it('the range reads back as zeros and its space is given back (holes, not written zeros)', async () => {
+    const file = path.join(dir, 'scrub.img');
+    const server = await startServer(resolveConfig({ device: file, deviceSize: 64 * MiB, workers: 2, attachPort: 0, ports: [{ port: 0, volumeSize: '16M' }] }, 2));
+    try {
+      assert.equal(server.engineName, 'uring');
+      const made = await server.control.createTenant({ name: 'gone', class: 'BE', volumeSize: 32 * MiB, credential: true });
+      assert.ok(made.ok);
+      const offset = made.value.volume!.offset;
+      const c = await connect({ port: server.attachPort!, attach: { tenant: 'gone', volume: 'gone', secret: made.value.secret! } });
+      for (let at = 0; at < 32 * MiB; at += MiB) await c.write(at, Buffer.alloc(MiB, 0x6b));
+      await c.flush();
+      await c.close();
+      const before = fs.statSync(file).blocks * 512;
+      assert.ok((await server.control.removeVolume('gone')).ok);
+      const freed = before - fs.statSync(file).blocks * 512;
+      assert.ok(freed >= 31 * MiB, `only ${freed} bytes of the 32 MiB volume were given back`);
+      const fd = fs.openSync(file, 'r');
+      const b = Buffer.alloc(MiB);
+      for (const at of [offset, offset + 31 * MiB]) {
+        fs.readSync(fd, b, 0, MiB, at);
+        assert.deepEqual(b, Buffer.alloc(MiB), `bytes at ${at} survived the volume`);
+      }
+      fs.closeSync(fd);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('polling workers', () => {
   it('serve correctly with --poll and still drain and stop', async () => {
     const file = path.join(dir, 'poll.img');
