@@ -45,6 +45,16 @@ export interface FrontEndContext {
    * front end requires TLS: no export is served over plaintext.
    */
   tls: SecureContext | null;
+  /**
+   * A certificate-less context for TLS-PSK (NBD) when `tls` is null: a
+   * client that proves a tenant's credential as its pre-shared key needs no
+   * server certificate.
+   */
+  pskTls: SecureContext;
+  /** Tenant credentials (hex keys) by tenant id; the worker keeps it current. */
+  credentials: ReadonlyMap<number, string>;
+  /** Tenant ids by name (a TLS-PSK identity is a tenant name). */
+  tenantByName: ReadonlyMap<string, number>;
   /** Called when the connection is bound to a tenant (after negotiation). */
   onAttach: (tenant: number) => void;
 }

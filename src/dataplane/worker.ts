@@ -96,6 +96,8 @@ async function main(init: WorkerInit): Promise<void> {
 
   const pemTls = init.tls ? { cert: fs.readFileSync(init.tls.cert), key: fs.readFileSync(init.tls.key) } : null;
   const nbdTls = pemTls ? tls.createSecureContext(pemTls) : null;
+  // TLS 1.3 only: its PSK handshake needs no certificate and keeps forward secrecy (psk_dhe_ke).
+  const pskTls = tls.createSecureContext({ minVersion: 'TLSv1.3' });
   const makeServer = (onSocket: (s: net.Socket) => void): net.Server =>
     pemTls ? tls.createServer({ ...pemTls }, onSocket) : net.createServer({ noDelay: true }, onSocket);
 
@@ -178,7 +180,9 @@ async function main(init: WorkerInit): Promise<void> {
       const v = c.boundVolume;
       if (v === null) continue;
       const now = volumes.get(v.name);
-      if (now === undefined || now.tenant !== v.tenant || now.plane !== v.plane || !tenantDevice.has(v.tenant) || !stillCovers(v, now)) c.revoke();
+      const gone = now === undefined || now.tenant !== v.tenant || now.plane !== v.plane || !tenantDevice.has(v.tenant) || !stillCovers(v, now);
+      // A tenant that now has a credential is reachable only by sessions that proved it.
+      if (gone || (secrets.has(v.tenant) && c.authTenant !== v.tenant)) c.revoke();
     }
     // v1 ports: open new ones, close the ones no longer bound.
     const wanted = new Map(next.ports.map((p) => [p.port, p]));
@@ -221,6 +225,9 @@ async function main(init: WorkerInit): Promise<void> {
       const conn: NbdConnection = new NbdConnection(socket, {
         plane: home,
         tls: nbdTls,
+        pskTls,
+        credentials: secrets,
+        tenantByName,
         volumes,
         maxRequestBytes: NBD_MAX_PAYLOAD,
         maxOutstanding: init.maxOutstanding,

@@ -32,7 +32,7 @@
  * test; the plain socket is kept only to notice the connection going away.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import { TLSSocket, type TLSSocketOptions } from 'node:tls';
 import { Cmd, CmdFlag, NbdError, SIMPLE_REPLY_SIZE, STRUCTURED_HEADER_SIZE, ReplyFlag, ReplyType } from './constants.ts';
 import { NbdHandshake, type HandshakeAction } from './handshake.ts';
 import { maxPayloadOf, type NbdSession } from './export-info.ts';
@@ -130,9 +130,13 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     const exports = this.exports;
     const tls = ctx.tls !== null;
     this.handshake = new NbdHandshake({
-      exports: (name) => exports.lookup(name)?.info,
-      listExports: () => exports.list(),
-      tlsAvailable: tls,
+      exports: (name) => {
+        const e = exports.lookup(name);
+        return e !== undefined && this.mayServe(e.volume) ? e.info : undefined;
+      },
+      listExports: () => exports.list().filter((info) => this.mayServe(exports.lookup(info.name)!.volume)),
+      // With a certificate, TLS works for everyone; without one, for clients with a tenant's pre-shared key.
+      tlsAvailable: tls || ctx.credentials.size > 0,
       // With a certificate, nothing is served in plaintext.
       requireTls: tls,
     });
@@ -142,6 +146,31 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     this.attach(socket);
     socket.write(this.handshake.greeting());
   }
+
+  /**
+   * The tenant whose credential this connection proved as its TLS pre-shared
+   * key (PSK identity = tenant name), or null.
+   */
+  authTenant: number | null = null;
+
+  /**
+   * A volume whose tenant has a credential is listed and served only to a
+   * connection that proved that credential (TLS-PSK); other volumes are open
+   * to any client of the NBD port, as the port itself is opt-in. Hidden
+   * volumes look like unknown exports, so a client learns nothing of them.
+   */
+  private mayServe(v: ExportedVolume): boolean {
+    return !this.ctx.credentials.has(v.tenant) || this.authTenant === v.tenant;
+  }
+
+  /** TLS-PSK, server side: the key for a tenant name, or null to refuse the handshake. */
+  private readonly pskBound = (_socket: TLSSocket, identity: string | null): Buffer | null => {
+    const id = identity === null ? undefined : this.ctx.tenantByName.get(identity);
+    const secret = id === undefined ? undefined : this.ctx.credentials.get(id);
+    if (id === undefined || secret === undefined) return null;
+    this.authTenant = id;
+    return Buffer.from(secret, 'hex');
+  };
 
   /** Makes `s` the stream this connection reads requests from and writes replies to. */
   private attach(s: Socket): void {
@@ -196,8 +225,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
    * the option, so no later plaintext chunk can reach the old listener.
    */
   private startTls(hs: NbdHandshake, rest: Buffer): void {
-    const secureContext = this.ctx.tls;
-    assert(secureContext !== null, 'STARTTLS accepted without a TLS context');
+    const secureContext = this.ctx.tls ?? this.ctx.pskTls;
     if (rest.length > 0) {
       // The spec has the client wait for our ACK before its TLS handshake, so
       // bytes already here were sent blind. Passing them into the TLS layer
@@ -213,7 +241,9 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     // The TLS socket gets a fresh negotiation deadline; the plain one's would
     // never be refreshed again, as its handle's traffic now goes through TLS.
     plain.setTimeout(0);
-    const secure = new TLSSocket(plain, { isServer: true, secureContext });
+    // Node's TLSSocket honours pskCallback (as tls.createServer does); its typings list it only for servers.
+    const options: TLSSocketOptions & { pskCallback: (socket: TLSSocket, identity: string | null) => Buffer | null } = { isServer: true, secureContext, pskCallback: this.pskBound };
+    const secure = new TLSSocket(plain, options);
     // A failed TLS handshake or a broken record ends the connection.
     secure.on('error', this.teardownBound);
     secure.on('close', this.teardownBound);
@@ -231,6 +261,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     if (now === undefined || now.tenant !== e.volume.tenant || now.plane !== e.volume.plane || !stillCovers(e.volume, now)) {
       return this.fail(`export ${session.export.name} changed during negotiation`);
     }
+    if (!this.mayServe(now)) return this.fail(`export ${session.export.name} needs its tenant's credential`);
     this.handshake = null;
     this.session = session;
     this.structured = session.structuredReplies;

@@ -1,31 +1,65 @@
 // A raw NBD client for tests: exact-length reads over a plain socket, the
-// fixed-newstyle greeting, NBD_OPT_GO and simple replies. Enough to drive
-// the server byte by byte where the real tools cannot misbehave on purpose.
+// fixed-newstyle greeting, STARTTLS with a pre-shared key, NBD_OPT_GO and
+// simple replies. Enough to drive the server byte by byte where the real
+// tools cannot misbehave on purpose.
 import net from 'node:net';
+import tls from 'node:tls';
 import assert from 'node:assert/strict';
 import { ClientFlag, Magic, Opt, Rep } from '../../src/nbd/constants.ts';
-import { encodeClientFlags, encodeInfoOption } from '../../src/nbd/client-codec.ts';
+import { encodeClientFlags, encodeInfoOption, encodeOption } from '../../src/nbd/client-codec.ts';
 
 /** A raw socket with "give me exactly n bytes" reads and a close notice. */
 export class Raw {
-  readonly sock: net.Socket;
+  sock: net.Socket;
   private buf = Buffer.alloc(0);
   private ended = false;
   private wake: (() => void) | null = null;
+  private readonly onData = (c: Buffer): void => {
+    this.buf = Buffer.concat([this.buf, c]);
+    this.poke();
+  };
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.poke();
+  };
 
   private constructor(sock: net.Socket) {
     this.sock = sock;
-    sock.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.poke();
+    this.listen(sock);
+  }
+
+  private listen(sock: net.Socket): void {
+    sock.on('data', this.onData);
+    sock.on('end', this.onEnd);
+    sock.on('close', this.onEnd);
+    sock.on('error', this.onEnd);
+  }
+
+  /**
+   * NBD_OPT_STARTTLS, then TLS 1.3 with a pre-shared key (a tenant's name
+   * and credential); resolves once the TLS handshake is done.
+   */
+  async startTlsPsk(identity: string, keyHex: string): Promise<void> {
+    this.send(encodeOption(Opt.STARTTLS));
+    const rep = await readOptionReply(this);
+    assert.equal(rep.type, Rep.ACK, `STARTTLS refused with reply type 0x${rep.type.toString(16)}`);
+    const plain = this.sock;
+    plain.off('data', this.onData);
+    plain.off('end', this.onEnd);
+    plain.off('close', this.onEnd);
+    await new Promise<void>((resolve, reject) => {
+      const secure = tls.connect({
+        socket: plain,
+        minVersion: 'TLSv1.3',
+        pskCallback: () => ({ psk: Buffer.from(keyHex, 'hex'), identity }),
+        // No certificate with PSK: there is no server identity to check.
+        checkServerIdentity: () => undefined,
+      });
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+      this.sock = secure;
+      this.listen(secure);
     });
-    const end = () => {
-      this.ended = true;
-      this.poke();
-    };
-    sock.on('end', end);
-    sock.on('close', end);
-    sock.on('error', end);
   }
 
   static connect(port: number): Promise<Raw> {

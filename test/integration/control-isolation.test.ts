@@ -266,6 +266,8 @@ describe('bounds', () => {
     const attachZeta = () => connect({ port: attachPort, attach: { tenant: 'zeta', volume: 'zeta', secret: z.value.secret! }, timeoutMs: 3000 });
     const live = await attachZeta();
     const nbd = await greet(server.nbdPort!);
+    // Zeta has a credential: NBD reaches its volume only over TLS with it as the key.
+    await nbd.startTlsPsk('zeta', z.value.secret!);
     await go(nbd, 'zeta');
     await live.write(0, Buffer.alloc(4096, 0x5a));
     const grown = await server.control.resizeVolume('zeta', 2 * MiB);
