@@ -118,6 +118,10 @@ export class ControlPlane {
   private readonly host: PlaneHost;
   private readonly store: RegistryStore | null;
   private readonly changeListeners: Array<() => void> = [];
+  /** The scrub in progress (one at a time), or null. */
+  private scrubbing: Promise<void> | null = null;
+  /** Scrubs that failed, with the errno, for the log and tests. */
+  readonly scrubFailures: Array<{ range: ScrubRecord; error: number }> = [];
 
   constructor(registry: Registry, host: PlaneHost, store: RegistryStore | null) {
     this.registry = registry;
@@ -152,10 +156,6 @@ export class ControlPlane {
     });
     return this.scrubbing;
   }
-
-  private scrubbing: Promise<void> | null = null;
-  /** Scrubs that failed, with the errno, for the log and tests. */
-  readonly scrubFailures: Array<{ range: ScrubRecord; error: number }> = [];
 
   private async scrubAll(): Promise<void> {
     const failed = new Set<ScrubRecord>();

@@ -26,6 +26,15 @@ export function stillCovers(was: { offset: number; size: number }, now: { offset
   return now.offset === was.offset && now.size >= was.size;
 }
 
+/**
+ * May a connection bound to volume `was` keep serving it, now that the
+ * worker's table says `now` (undefined: gone)? The same tenant's volume on
+ * the same device, still covering every byte the connection can address.
+ */
+export function stillServes(was: ExportedVolume, now: ExportedVolume | undefined): boolean {
+  return now !== undefined && now.tenant === was.tenant && now.plane === was.plane && stillCovers(was, now);
+}
+
 /** What every front end's connection needs from its worker. */
 export interface FrontEndContext {
   /** Plane for replies before an export is chosen; requests go to the export's `plane`. */

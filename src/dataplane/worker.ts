@@ -18,7 +18,7 @@ import { Coalescer, strictestObjective } from './coalescing.ts';
 import { WorkerStats } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
-import { stillCovers, type ExportedVolume } from './front-end.ts';
+import { stillCovers, stillServes, type ExportedVolume } from './front-end.ts';
 import type { NbdConnection } from '../nbd/nbd-connection.ts';
 import type { PlaneState } from './plane-state.ts';
 import { QosGate } from './qos-gate.ts';
@@ -179,10 +179,9 @@ async function main(init: WorkerInit): Promise<void> {
     for (const c of [...nbdConns]) {
       const v = c.boundVolume;
       if (v === null) continue;
-      const now = volumes.get(v.name);
-      const gone = now === undefined || now.tenant !== v.tenant || now.plane !== v.plane || !tenantDevice.has(v.tenant) || !stillCovers(v, now);
+      const kept = stillServes(v, volumes.get(v.name)) && tenantDevice.has(v.tenant);
       // A tenant that now has a credential is reachable only by sessions that proved it.
-      if (gone || (secrets.has(v.tenant) && c.authTenant !== v.tenant)) c.revoke();
+      if (!kept || (secrets.has(v.tenant) && c.authTenant !== v.tenant)) c.revoke();
     }
     // v1 ports: open new ones, close the ones no longer bound.
     const wanted = new Map(next.ports.map((p) => [p.port, p]));

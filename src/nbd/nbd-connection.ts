@@ -43,7 +43,7 @@ import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, write
 import { VolumeExports } from './volume-exports.ts';
 import { Op, type OpCode } from '../storage/engine.ts';
 import { assert } from '../util/assert.ts';
-import { stillCovers, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
+import { stillServes, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
 import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
 import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';
@@ -258,9 +258,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     // plane may have removed, moved or shrunk the volume since (and the
     // revocation pass only sees connections already in transmission).
     const now = this.ctx.volumes.get(e.volume.name);
-    if (now === undefined || now.tenant !== e.volume.tenant || now.plane !== e.volume.plane || !stillCovers(e.volume, now)) {
-      return this.fail(`export ${session.export.name} changed during negotiation`);
-    }
+    if (now === undefined || !stillServes(e.volume, now)) return this.fail(`export ${session.export.name} changed during negotiation`);
     if (!this.mayServe(now)) return this.fail(`export ${session.export.name} needs its tenant's credential`);
     this.handshake = null;
     this.session = session;

@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
-import { Cmd } from '../../src/nbd/constants.ts';
-import { encodeRequest } from '../../src/nbd/client-codec.ts';
-import { go, greet, simple } from '../helpers/nbd-raw.ts';
+import { Cmd, Opt, Rep } from '../../src/nbd/constants.ts';
+import { encodeOption, encodeRequest } from '../../src/nbd/client-codec.ts';
+import { go, greet, readOptionReply, simple } from '../helpers/nbd-raw.ts';
 import { haveTools, run, sha256File, writeRandomFile } from './nbd-support.ts';
 
 const MiB = 1 << 20;
@@ -93,4 +93,16 @@ test('giving a tenant a credential cuts its plaintext NBD connections', async ()
   const again = await greet(srv.nbdPort!);
   await assert.rejects(go(again, 'open'), /GO failed/);
   again.destroy();
+});
+
+test('garbage instead of a TLS handshake after STARTTLS closes that connection only', async (t) => {
+  if (!haveTools(t, ['nbdinfo'])) return;
+  const bad = await greet(srv.nbdPort!);
+  bad.send(encodeOption(Opt.STARTTLS));
+  assert.equal((await readOptionReply(bad)).type, Rep.ACK);
+  bad.send(Buffer.from('GET / HTTP/1.1\r\n\r\n'.repeat(8)));
+  await bad.closed();
+  // Other clients are unaffected: one with the key is still served.
+  const psk = pskFile('gold2.psk', 'gold', secret.gold);
+  assert.match((await run('nbdinfo', [uri('gold', 'gold', psk)])).stdout, /export-size: 33554432/);
 });

@@ -92,6 +92,8 @@ test('cli: volumes create, list, resize, rm', async () => {
   assert.equal(tooBig.code, 1);
   assert.match(tooBig.err, /past the end of device default/);
   await assert.rejects(cli(volume, ['resize', 'web-logs']), { name: 'UsageError' });
+  await assert.rejects(cli(volume, ['resize', 'web-logs', '--size', 'huge']), /size/);
+  await assert.rejects(cli(volume, ['resize', '--size', '4K']), { name: 'UsageError' });
   await assert.rejects(cli(volume, ['rm', 'web-logs', '--size', '4K']), { name: 'UsageError' });
   const bad = await cli(volume, ['create', 'x', '--owner', 'nobody', '--size', '4K']);
   assert.equal(bad.code, 1);

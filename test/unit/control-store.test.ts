@@ -115,3 +115,22 @@ test('store: a range left unzeroed by a failed scrub stays reserved across a res
   assert.ok(b.control.registry.createVolume({ name: 'later', owner: 'be1', size: 4096, offset }).ok);
   b.control.close();
 });
+
+test('store: restoring scrubs of an unknown device or past the device end reports them, keeps the rest', () => {
+  const b = makeControl(null);
+  const problems = b.control.registry.restore({
+    tenants: [],
+    volumes: [],
+    credentials: [],
+    ports: [],
+    scrubs: [
+      { device: 'nowhere', offset: 0, size: 4096 },
+      { device: 'default', offset: 2 ** 50, size: 4096 },
+      { device: 'default', offset: 8192, size: 4096 },
+    ],
+  });
+  assert.equal(problems.length, 2);
+  assert.match(problems[0], /no such device/);
+  assert.match(problems[1], /past the end/);
+  assert.deepEqual(b.control.registry.scrubs, [{ device: 'default', offset: 8192, size: 4096 }]);
+});
