@@ -5,6 +5,9 @@
  *   reflex    `reflex serve --memory 1G --workers 1 --nbd-port P`
  *   nbdkit    `nbdkit -f memory 1G` (default thread pool)
  *   qemu-nbd  a 1 GiB raw file (page cache)
+ *   node-floor bench/lib/nbd-floor-server.ts: reads answered from a Buffer
+ *           with nothing else, the least a Node.js event-loop server can
+ *           spend per request (a reference, not a product)
  * Reported per run: IOPS, completion latency p50/p99 (fio JSON), server CPU
  * seconds from /proc/PID/stat (utime + stime, all threads) over the run,
  * and IOPS per server core = IOPS / (CPU seconds / wall seconds). Medians
@@ -170,6 +173,10 @@ async function main(): Promise<void> {
       const port = await freePort();
       return startPinned('qemu-nbd', ['qemu-nbd', '-f', 'raw', '-b', '127.0.0.1', '-p', String(port), '-t', '-x', 'disk', image], port, 'disk');
     }],
+    ['node-floor', async () => {
+      const port = await freePort();
+      return startPinned('node-floor', [process.execPath, path.join(ROOT, 'bench/lib/nbd-floor-server.ts'), String(port), String(2 ** 30)], port, '');
+    }],
   ];
 
   const results: Record<string, Record<string, { median: Run; runs: Run[] }>> = {};
@@ -200,7 +207,8 @@ async function main(): Promise<void> {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 
-  const ratio = (depth: number) => results.reflex[`qd${depth}`].median.iopsPerServerCore / results.nbdkit[`qd${depth}`].median.iopsPerServerCore;
+  const perCore = (name: string, depth: number): number => results[name][`qd${depth}`].median.iopsPerServerCore;
+  const ratio = (depth: number): number => perCore('reflex', depth) / perCore('nbdkit', depth);
   const summary = {
     benchmark: 'nbd',
     description: 'fio nbd engine, 4 KiB random reads, server pinned to CPU 0, fio to CPU 1',
@@ -209,6 +217,9 @@ async function main(): Promise<void> {
     host: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', kernel: os.release() },
     results,
     reflexVsNbdkitIopsPerCore: Object.fromEntries(DEPTHS.map((d) => [`qd${d}`, ratio(d)])),
+    // The runtime's ceiling: no Node.js event-loop server can beat node-floor per core.
+    nodeFloorVsNbdkitIopsPerCore: Object.fromEntries(DEPTHS.map((d) => [`qd${d}`, perCore('node-floor', d) / perCore('nbdkit', d)])),
+    reflexVsNodeFloorIopsPerCore: Object.fromEntries(DEPTHS.map((d) => [`qd${d}`, perCore('reflex', d) / perCore('node-floor', d)])),
     target: 'reflex >= 1.5x nbdkit IOPS per server core',
   };
   fs.mkdirSync(path.join(ROOT, 'results'), { recursive: true });
@@ -223,7 +234,12 @@ async function main(): Promise<void> {
     series: names.map((n) => ({ name: n, values: DEPTHS.map((d) => results[n][`qd${d}`].median.iopsPerServerCore) })),
   });
   fs.writeFileSync(path.join(ROOT, 'results/nbd.svg'), svg);
-  for (const d of DEPTHS) console.log(`QD${d}: reflex / nbdkit IOPS per server core = ${ratio(d).toFixed(2)}x`);
+  for (const d of DEPTHS) {
+    console.log(
+      `QD${d}: IOPS per server core, reflex / nbdkit = ${ratio(d).toFixed(2)}x; node-floor / nbdkit = ${(perCore('node-floor', d) / perCore('nbdkit', d)).toFixed(2)}x; ` +
+        `reflex / node-floor = ${(perCore('reflex', d) / perCore('node-floor', d)).toFixed(2)}x`,
+    );
+  }
   console.log('wrote results/nbd.json and results/nbd.svg');
 }
 

@@ -21,10 +21,14 @@
 import { decodeHelloInfo, FLAG_FUA, type HelloInfo } from '../protocol/reflex-codec.ts';
 import { Cmd, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, Status } from '../protocol/reflex-constants.ts';
 import { errorFromStatus, LocalStatus, STATUS_OK } from './errors.ts';
-import type { ResponseSink } from './connection.ts';
+import { EventEmitter } from 'node:events';
+import { ClientConnection, type ConnectionOptions } from './connection.ts';
 import { Pool } from './pool.ts';
+import { isRetriable, Reconnector, type ReconnectOptions, type Resendable } from './reconnect.ts';
+import { assert } from '../util/assert.ts';
 
 export { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
+export type { ReconnectOptions } from './reconnect.ts';
 export { Pool } from './pool.ts';
 export * from './errors.ts';
 export type { HelloInfo } from '../protocol/reflex-codec.ts';
@@ -45,6 +49,12 @@ export interface ConnectOptions {
   tls?: import('node:tls').ConnectionOptions;
   /** Authenticate every connection as this tenant on this volume (HELLO + ATTACH). */
   attach?: AttachCredentials;
+  /**
+   * Reopen connections the server closes (a restart, a network blip) and
+   * send their outstanding requests again; see reconnect.ts. Default off:
+   * outstanding requests fail with ECONNRESET.
+   */
+  reconnect?: boolean | ReconnectOptions;
 }
 
 export interface AttachCredentials {
@@ -59,13 +69,24 @@ export interface WriteOptions {
   fua?: boolean;
 }
 
-/** One request's promise, as a ResponseSink (one small object per request). */
-class PendingRequest implements ResponseSink {
+/**
+ * One request's promise, as a ResponseSink (one small object per request).
+ * It keeps what it sent, so a reconnecting client can send it again.
+ */
+class PendingRequest implements Resendable {
   resolve!: (value: Buffer | null) => void;
   reject!: (err: Error) => void;
   readonly what: string;
   readonly keepPayload: boolean;
   readonly promise: Promise<Buffer | null>;
+  opcode = 0;
+  lba = 0;
+  count = 0;
+  data: Buffer | null = null;
+  dataLen = 0;
+  deadline = Infinity;
+  /** Set by a reconnecting client: takes a request lost with its connection. */
+  retry: Reconnector | null = null;
 
   constructor(what: string, keepPayload: boolean) {
     this.what = what;
@@ -78,22 +99,41 @@ class PendingRequest implements ResponseSink {
 
   onResponse(_tag: number, status: number, payload: Buffer | null): void {
     if (status !== STATUS_OK) {
+      if (this.retry !== null && isRetriable(status) && this.retry.requeue(this)) return;
       this.reject(errorFromStatus(status, this.what));
       return;
     }
     // The payload is a view into a receive buffer that will be reused: copy it.
     this.resolve(this.keepPayload && payload !== null ? Buffer.from(payload) : null);
   }
+
+  fail(err: Error | number): void {
+    this.reject(typeof err === 'number' ? errorFromStatus(err, this.what) : err);
+  }
 }
 
-export class ReflexClient {
+export interface ReconnectEvent {
+  /** Index of the connection in the client's pool. */
+  connection: number;
+}
+
+/**
+ * Events, for a client opened with `reconnect`:
+ *   'disconnect' { connection, error }   a connection closed unasked
+ *   'reconnect'  { connection, attempts } it is open again, handshake done
+ *   'giveup'     error                    reconnecting stopped for good
+ */
+export class ReflexClient extends EventEmitter {
   readonly pool: Pool;
   /** What HELLO reported; null for a v1 server or when hello was off. */
   info: HelloInfo | null = null;
   sectorSize: number;
   maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES;
+  private timeoutMs = 30_000;
+  private reconnector: Reconnector | null = null;
 
   constructor(pool: Pool, sectorSize: number) {
+    super();
     this.pool = pool;
     this.sectorSize = sectorSize;
   }
@@ -104,23 +144,8 @@ export class ReflexClient {
    * other requests outstanding: the sector size it learns changes framing.
    */
   async hello(): Promise<HelloInfo | null> {
-    const p = new PendingRequest('HELLO', true);
-    this.pool.connections[0].send(Cmd.HELLO, 0, 0, null, 0, p, 0);
-    let payload: Buffer | null;
-    try {
-      payload = await p.promise;
-    } catch (err) {
-      if ((err as { status?: number }).status === Status.EINVAL) return null;
-      throw err;
-    }
-    if (payload === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO');
-    const info = decodeHelloInfo(payload);
-    this.info = info;
-    if (info.sectorSize !== this.sectorSize) {
-      this.sectorSize = info.sectorSize;
-      this.pool.setSectorSize(info.sectorSize);
-    }
-    this.maxRequestBytes = info.maxRequestBytes;
+    const info = await helloOn(this.pool.connections[0]);
+    if (info !== null) this.learn(info);
     return info;
   }
 
@@ -128,8 +153,7 @@ export class ReflexClient {
     const bad = this.check('read', offset, length, true);
     if (bad !== null) return Promise.reject(bad);
     const p = new PendingRequest(`read ${length}@${offset}`, true);
-    this.pool.send(Cmd.GET, offset / this.sectorSize, length / this.sectorSize, null, 0, p, 0);
-    return p.promise as Promise<Buffer>;
+    return this.issue(p, Cmd.GET, offset / this.sectorSize, length / this.sectorSize, null) as Promise<Buffer>;
   }
 
   /** `data` must not be modified until the promise settles. */
@@ -137,13 +161,13 @@ export class ReflexClient {
     const bad = this.check('write', offset, data.length, true);
     if (bad !== null) throw bad;
     const p = new PendingRequest(`write ${data.length}@${offset}`, false);
-    this.pool.send(Cmd.SET | (opts.fua ? FLAG_FUA : 0), offset / this.sectorSize, data.length / this.sectorSize, data, data.length, p, 0);
-    await p.promise;
+    await this.issue(p, Cmd.SET | (opts.fua ? FLAG_FUA : 0), offset / this.sectorSize, data.length / this.sectorSize, data);
   }
 
   /**
    * Fire and forget (SET_NO_ACK): the server sends no reply, so no error is
-   * ever reported. Throws RangeError on misuse. The data is copied.
+   * ever reported (and a reconnecting client cannot send it again). Throws
+   * RangeError on misuse. The data is copied.
    */
   writeNoAck(offset: number, data: Buffer): void {
     const bad = this.check('writeNoAck', offset, data.length, true);
@@ -153,9 +177,7 @@ export class ReflexClient {
 
   /** Makes every acknowledged write durable. */
   async flush(): Promise<void> {
-    const p = new PendingRequest('flush', false);
-    this.pool.send(Cmd.FLUSH, 0, 0, null, 0, p, 0);
-    await p.promise;
+    await this.issue(new PendingRequest('flush', false), Cmd.FLUSH, 0, 0, null);
   }
 
   async trim(offset: number, length: number): Promise<void> {
@@ -170,8 +192,22 @@ export class ReflexClient {
     const bad = this.check(what, offset, length, false);
     if (bad !== null) throw bad;
     const p = new PendingRequest(`${what} ${length}@${offset}`, false);
-    this.pool.send(cmd, offset / this.sectorSize, length / this.sectorSize, null, 0, p, 0);
-    await p.promise;
+    await this.issue(p, cmd, offset / this.sectorSize, length / this.sectorSize, null);
+  }
+
+  /** Records what `p` sends (so it can be sent again) and sends it. */
+  private issue(p: PendingRequest, opcode: number, lba: number, count: number, data: Buffer | null): Promise<Buffer | null> {
+    p.opcode = opcode;
+    p.lba = lba;
+    p.count = count;
+    p.data = data;
+    p.dataLen = data === null ? 0 : data.length;
+    if (this.reconnector !== null) {
+      p.retry = this.reconnector;
+      if (this.timeoutMs > 0) p.deadline = performance.now() + this.timeoutMs;
+    }
+    this.pool.send(opcode, lba, count, data, p.dataLen, p, 0);
+    return p.promise;
   }
 
   /** The RangeError for a request that cannot be sent, or null. */
@@ -188,6 +224,7 @@ export class ReflexClient {
 
   /** Waits for outstanding replies (up to a grace period), then closes every connection. */
   close(): Promise<void> {
+    this.reconnector?.stop();
     return this.pool.close();
   }
 
@@ -198,46 +235,94 @@ export class ReflexClient {
    */
   async attach(creds: AttachCredentials): Promise<HelloInfo> {
     let info: HelloInfo | null = null;
-    for (const conn of this.pool.connections) {
-      const hello = new PendingRequest('HELLO', true);
-      conn.send(Cmd.HELLO, 0, 0, null, 0, hello, 0);
-      const h = await hello.promise;
-      const nonce = h === null ? undefined : decodeHelloInfo(h).nonce;
-      if (nonce === undefined) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO without a nonce: the server does not offer ATTACH');
-      const payload = encodeAttach(creds.secret, nonce, creds.tenant, creds.volume);
-      const att = new PendingRequest('ATTACH', true);
-      conn.send(Cmd.ATTACH, 0, payload.length, payload, payload.length, att, 0);
-      const a = await att.promise;
-      if (a === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'ATTACH');
-      info = decodeHelloInfo(a);
-    }
-    this.info = info;
-    if (info!.sectorSize !== this.sectorSize) {
-      this.sectorSize = info!.sectorSize;
-      this.pool.setSectorSize(info!.sectorSize);
-    }
-    this.maxRequestBytes = info!.maxRequestBytes;
+    for (const conn of this.pool.connections) info = await attachOn(conn, creds);
+    this.learn(info!);
     return info!;
   }
 
   /** Closes at once; outstanding requests fail with ECONNRESET. */
   destroy(): void {
+    this.reconnector?.stop();
     this.pool.destroy();
   }
+
+  /** Why reconnecting stopped for good (EPERM, a changed sector size), or null. */
+  get reconnectGaveUp(): Error | null {
+    return this.reconnector?.gaveUp ?? null;
+  }
+
+  /** Turns on reconnection (see reconnect.ts); `connect` calls it after the first handshake. */
+  enableReconnect(connOpts: ConnectionOptions, attach: AttachCredentials | null, hello: boolean, opts: ReconnectOptions): void {
+    assert(this.reconnector === null, 'reconnect enabled twice');
+    this.timeoutMs = connOpts.timeoutMs ?? 30_000;
+    const handshake = async (conn: ClientConnection): Promise<void> => {
+      const info = attach !== null ? await attachOn(conn, attach) : hello ? await helloOn(conn) : null;
+      const size = info?.sectorSize ?? this.sectorSize;
+      // Requests waiting to be sent again were framed in the old sector size.
+      if (size !== this.sectorSize) {
+        throw errorFromStatus(LocalStatus.PROTOCOL, `reconnect: the server's sector size is now ${size}, was ${this.sectorSize}`);
+      }
+      if (conn.sectorSize !== size) conn.setSectorSize(size);
+      // A grown (or shrunk) volume: the new size is what a reconnect learns.
+      if (info !== null) this.info = info;
+    };
+    this.reconnector = new Reconnector(this.pool, connOpts, handshake, this, opts);
+  }
+
+  private learn(info: HelloInfo): void {
+    this.info = info;
+    if (info.sectorSize !== this.sectorSize) {
+      this.sectorSize = info.sectorSize;
+      this.pool.setSectorSize(info.sectorSize);
+    }
+    this.maxRequestBytes = info.maxRequestBytes;
+  }
+}
+
+/** HELLO on one connection; null when the server answers EINVAL (a v1 server). */
+async function helloOn(conn: ClientConnection): Promise<HelloInfo | null> {
+  const p = new PendingRequest('HELLO', true);
+  conn.send(Cmd.HELLO, 0, 0, null, 0, p, 0);
+  let payload: Buffer | null;
+  try {
+    payload = await p.promise;
+  } catch (err) {
+    if ((err as { status?: number }).status === Status.EINVAL) return null;
+    throw err;
+  }
+  if (payload === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO');
+  return decodeHelloInfo(payload);
+}
+
+/** HELLO (for the nonce) then ATTACH on one connection; rejects with EPERM when refused. */
+async function attachOn(conn: ClientConnection, creds: AttachCredentials): Promise<HelloInfo> {
+  const hello = new PendingRequest('HELLO', true);
+  conn.send(Cmd.HELLO, 0, 0, null, 0, hello, 0);
+  const h = await hello.promise;
+  const nonce = h === null ? undefined : decodeHelloInfo(h).nonce;
+  if (nonce === undefined) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO without a nonce: the server does not offer ATTACH');
+  const payload = encodeAttach(creds.secret, nonce, creds.tenant, creds.volume);
+  const att = new PendingRequest('ATTACH', true);
+  conn.send(Cmd.ATTACH, 0, payload.length, payload, payload.length, att, 0);
+  const a = await att.promise;
+  if (a === null) throw errorFromStatus(LocalStatus.PROTOCOL, 'ATTACH');
+  return decodeHelloInfo(a);
 }
 
 export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
   const sectorSize = opts.sectorSize ?? DEFAULT_SECTOR_SIZE;
   if (!Number.isInteger(sectorSize) || sectorSize <= 0) throw new RangeError(`sectorSize: ${sectorSize} must be a positive integer`);
-  const pool = await Pool.open(opts.connections ?? 1, {
+  const connOpts: ConnectionOptions = {
     host: opts.host,
     port: opts.port,
     timeoutMs: opts.timeoutMs,
     sectorSize,
     tls: opts.tls,
-  });
+  };
+  const pool = await Pool.open(opts.connections ?? 1, connOpts);
   const client = new ReflexClient(pool, sectorSize);
-  if (opts.hello ?? true) {
+  const hello = opts.hello ?? true;
+  if (hello) {
     try {
       if (opts.attach) await client.attach(opts.attach);
       else await client.hello();
@@ -245,6 +330,9 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
       pool.destroy();
       throw err;
     }
+  }
+  if (opts.reconnect) {
+    client.enableReconnect(connOpts, hello ? (opts.attach ?? null) : null, hello, opts.reconnect === true ? {} : opts.reconnect);
   }
   return client;
 }

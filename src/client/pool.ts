@@ -47,6 +47,12 @@ export class Pool {
     this.pick().send(opcode, lba, count, data, dataLen, sink, tag);
   }
 
+  /** Puts a new connection in slot `i` (a reconnect); the old one must be closed. */
+  replace(i: number, conn: ClientConnection): void {
+    assert(this.connections[i].closed, 'replacing an open connection');
+    this.connections[i] = conn;
+  }
+
   get outstanding(): number {
     let n = 0;
     for (const c of this.connections) n += c.outstanding;

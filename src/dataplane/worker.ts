@@ -284,6 +284,10 @@ async function main(init: WorkerInit): Promise<void> {
     // (drain) the eventfd takes over again.
     const engines = devices.map((d) => d.plane.engine).filter((e) => e.reap !== undefined && e.setEventLoopNotify !== undefined);
     for (const e of engines) e.setEventLoopNotify!(false);
+    // A polling worker has the CPU to spare for one io_uring_enter per
+    // request, and the device sees requests trickle in as from fio, not in
+    // plugged clumps of a socket read's worth (see Engine.setSubmitEach).
+    for (const e of engines) e.setSubmitEach?.(true);
     // kick() after each reap: a completion frees a ring slot that the
     // engine refills from its overflow queue, and that refill must go in
     // now (while draining, nothing else would ever submit it).

@@ -95,11 +95,14 @@ export interface Engine {
    */
   setEventLoopNotify?(on: boolean): void;
   /**
-   * Optional, with reap: whether a request submitted from a completion
-   * handler goes to the kernel at once (one submission per request, as fio
-   * submits by default) instead of with the rest of the handler loop's
-   * batch. For a caller that polls and wants the device queue topped up
-   * without delay; the server keeps batching, which saves syscalls.
+   * Optional, with reap: whether every request goes to the kernel at once,
+   * in its own submission (as fio submits by default), instead of with the
+   * rest of its turn's or handler loop's batch. For a caller that polls: it
+   * keeps the device queue topped up without delay, and a virtio disk serves
+   * requests that arrive one by one faster than the same requests in one
+   * plugged batch (measured: remote/local at depth 128 went from ~0.88 to
+   * ~1.0 with a polling server). Without polling the batch's saved syscalls
+   * matter more, so the server batches then.
    */
   setSubmitEach?(on: boolean): void;
   /**

@@ -256,6 +256,7 @@ export class UringEngine implements Engine {
       return;
     }
     this.place(req, this.freeSlots[--this.freeTop]);
+    if (this.submitEach && !this.inCallback && !this.reaping) this.flush();
   }
 
   kick(): void {

@@ -1,0 +1,235 @@
+/**
+ * Reconnection for the promise API (`connect({ reconnect: true })`): what a
+ * block-device client does when its server restarts. The Linux nbd driver
+ * requeues the requests it had in flight on a dead connection and sends them
+ * again on a new one; this does the same.
+ *
+ * - A connection that closes without the caller asking is reopened, with
+ *   the same handshake (HELLO, or HELLO + ATTACH), after a wait that doubles
+ *   from `initialDelayMs` up to `maxDelayMs` while the server is away.
+ * - Requests that were outstanding on it, or that the server refused with
+ *   ESHUTDOWN because it was draining, are sent again: on another open
+ *   connection at once, otherwise when one is back. Re-sending is safe for a
+ *   block device: a read has no effect, and a write that may already have
+ *   landed lands again with the same bytes (the caller has not seen it
+ *   complete, so it has nothing overlapping it in flight that it ordered
+ *   after it). A FLUSH sent again covers at least what the first one would.
+ * - Each request keeps its own deadline (the client's `timeoutMs`, from its
+ *   first send): a request still waiting for a connection then fails with
+ *   ETIMEDOUT, and the client keeps trying to reconnect.
+ * - A refusal that another attempt cannot change ends the reconnection:
+ *   ATTACH refused (EPERM: the credential or the volume is gone), or a
+ *   server whose sector size is no longer the one requests were framed
+ *   with. Waiting and later requests then fail with that error.
+ * - Waiting keeps the process alive only while some request waits; an idle
+ *   client whose server is gone does not hold Node open.
+ *
+ * Not re-sent: SET_NO_ACK (no reply, so no way to know it was lost).
+ */
+import type { EventEmitter } from 'node:events';
+import { Status } from '../protocol/reflex-constants.ts';
+import { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
+import { LocalStatus, ReflexError } from './errors.ts';
+import type { Pool } from './pool.ts';
+
+export interface ReconnectOptions {
+  /** Wait before the first attempt, ms. Default 50. */
+  initialDelayMs?: number;
+  /** Longest wait between attempts, ms; the wait doubles up to it. Default 2000. */
+  maxDelayMs?: number;
+}
+
+/** A request that can be sent again: everything `Pool.send` needs, plus its deadline. */
+export interface Resendable extends ResponseSink {
+  readonly opcode: number;
+  readonly lba: number;
+  readonly count: number;
+  readonly data: Buffer | null;
+  readonly dataLen: number;
+  /** performance.now() after which it fails instead of waiting (Infinity: never). */
+  readonly deadline: number;
+  fail(err: Error | number): void;
+}
+
+/** Statuses that mean "not done, the connection or server went away": safe to send again. */
+export function isRetriable(status: number): boolean {
+  return status === LocalStatus.CLOSED || status === Status.ESHUTDOWN;
+}
+
+/** The error is one no new connection can fix. */
+function isPermanent(err: unknown): boolean {
+  return err instanceof ReflexError && (err.code === 'EPERM' || err.code === 'EPROTO' || err.code === 'ENOTSUP');
+}
+
+/** Sweep period for waiting requests' deadlines, ms. */
+const SWEEP_MS = 50;
+
+export class Reconnector {
+  private readonly waiting: Resendable[] = [];
+  private stopped = false;
+  private fatal: Error | null = null;
+  private repairing = false;
+  private timer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly initialDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly pool: Pool;
+  private readonly connOpts: ConnectionOptions;
+  /** Makes a fresh connection ready for requests (HELLO / ATTACH, sector size); throws to refuse it. */
+  private readonly handshake: (conn: ClientConnection) => Promise<void>;
+  private readonly events: EventEmitter;
+
+  constructor(pool: Pool, connOpts: ConnectionOptions, handshake: (conn: ClientConnection) => Promise<void>, events: EventEmitter, opts: ReconnectOptions) {
+    this.pool = pool;
+    this.connOpts = connOpts;
+    this.handshake = handshake;
+    this.events = events;
+    this.initialDelayMs = opts.initialDelayMs ?? 50;
+    this.maxDelayMs = opts.maxDelayMs ?? 2000;
+    if (!(this.initialDelayMs >= 1) || !(this.maxDelayMs >= this.initialDelayMs)) {
+      throw new RangeError(`reconnect: need 1 <= initialDelayMs (${this.initialDelayMs}) <= maxDelayMs (${this.maxDelayMs})`);
+    }
+    for (let i = 0; i < pool.connections.length; i++) this.watch(i);
+  }
+
+  /** Why reconnecting ended for good, or null. */
+  get gaveUp(): Error | null {
+    return this.fatal;
+  }
+
+  /** Requests waiting for a connection. */
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Takes a request that failed with a retriable status; false when it
+   * should fail as it is (the client is closing, or its deadline passed).
+   */
+  requeue(p: Resendable): boolean {
+    if (this.stopped) return false;
+    if (this.fatal !== null) {
+      p.fail(this.fatal);
+      return true;
+    }
+    if (p.deadline <= performance.now()) return false;
+    this.waiting.push(p);
+    // Keep Node alive while a caller waits on a request.
+    this.timer?.ref();
+    if (this.sweepTimer === null) this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    // A later tick: the connection that failed it may be completing others right now.
+    if (this.pool.connections.some((c) => !c.closed)) queueMicrotask(() => this.drain());
+    return true;
+  }
+
+  /** No more reconnecting; waiting requests fail with ECONNRESET. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.failWaiting(LocalStatus.CLOSED);
+  }
+
+  private watch(i: number): void {
+    const conn = this.pool.connections[i];
+    conn.socket.once('close', () => {
+      if (this.stopped || this.pool.connections[i] !== conn) return;
+      this.events.emit('disconnect', { connection: i, error: conn.lastError });
+      void this.repair();
+    });
+  }
+
+  /** Reopens every closed connection, retrying with backoff until all are open or it must stop. */
+  private async repair(): Promise<void> {
+    if (this.repairing) return;
+    this.repairing = true;
+    let delay = this.initialDelayMs;
+    let attempts = 0;
+    try {
+      while (!this.stopped && this.fatal === null) {
+        const closed = this.pool.connections.flatMap((c, i) => (c.closed ? [i] : []));
+        if (closed.length === 0) return;
+        await this.sleep(delay);
+        if (this.stopped) return;
+        attempts++;
+        for (const i of closed) {
+          const conn = await this.reopen();
+          if (conn === null) break;
+          if (this.stopped) {
+            conn.destroy();
+            return;
+          }
+          this.pool.replace(i, conn);
+          this.watch(i);
+          this.events.emit('reconnect', { connection: i, attempts });
+          this.drain();
+        }
+        delay = Math.min(delay * 2, this.maxDelayMs);
+      }
+    } finally {
+      this.repairing = false;
+    }
+  }
+
+  /** One attempt: a ready connection, or null (a transient failure, or a permanent one recorded). */
+  private async reopen(): Promise<ClientConnection | null> {
+    let conn: ClientConnection | null = null;
+    try {
+      conn = await ClientConnection.open(this.connOpts);
+      await this.handshake(conn);
+      return conn;
+    } catch (err) {
+      conn?.destroy();
+      if (isPermanent(err)) this.giveUp(err as Error);
+      return null;
+    }
+  }
+
+  private giveUp(err: Error): void {
+    this.fatal = err;
+    this.events.emit('giveup', err);
+    this.failWaiting(err);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        resolve();
+      }, ms);
+      if (this.waiting.length === 0) this.timer.unref();
+    });
+  }
+
+  /** Sends every waiting request on the open connections. */
+  private drain(): void {
+    if (this.waiting.length === 0 || !this.pool.connections.some((c) => !c.closed)) return;
+    const batch = this.waiting.splice(0);
+    this.stopSweep();
+    for (const p of batch) this.pool.send(p.opcode, p.lba, p.count, p.data, p.dataLen, p, 0);
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    let kept = 0;
+    for (const p of this.waiting) {
+      if (p.deadline <= now) p.fail(LocalStatus.TIMEOUT);
+      else this.waiting[kept++] = p;
+    }
+    this.waiting.length = kept;
+    if (kept === 0) this.stopSweep();
+  }
+
+  private stopSweep(): void {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    if (this.waiting.length === 0) this.timer?.unref();
+  }
+
+  private failWaiting(err: Error | number): void {
+    const batch = this.waiting.splice(0);
+    this.stopSweep();
+    for (const p of batch) p.fail(err);
+  }
+}
