@@ -106,3 +106,24 @@ test('garbage instead of a TLS handshake after STARTTLS closes that connection o
   const psk = pskFile('gold2.psk', 'gold', secret.gold);
   assert.match((await run('nbdinfo', [uri('gold', 'gold', psk)])).stdout, /export-size: 33554432/);
 });
+
+test('QEMU with tls-creds-psk copies in and out byte-identical; a wrong key is refused', { timeout: 60_000 }, async (t) => {
+  if (!haveTools(t, ['qemu-img'])) return;
+  // QEMU reads `identity:hexkey` lines from DIR/keys.psk and picks the line of `username`.
+  const keys = (name: string, key: string): string => {
+    const d = fs.mkdtempSync(path.join(dir, `qemu-${name}-`));
+    fs.writeFileSync(path.join(d, 'keys.psk'), `gold:${key}\n`, { mode: 0o600 });
+    return d;
+  };
+  const object = (d: string): string => `tls-creds-psk,id=tls0,endpoint=client,dir=${d},username=gold`;
+  const target = `driver=nbd,host=127.0.0.1,port=${srv.nbdPort},export=gold,tls-creds=tls0`;
+  const good = keys('good', secret.gold);
+  const src = path.join(dir, 'qemu-in.raw');
+  const back = path.join(dir, 'qemu-out.raw');
+  writeRandomFile(src, 4 * MiB, 11);
+  await run('qemu-img', ['convert', '-n', '-f', 'raw', '--object', object(good), '--target-image-opts', src, target], 60_000);
+  await run('qemu-img', ['convert', '-O', 'raw', '--object', object(good), '--image-opts', target, back], 60_000);
+  assert.equal(sha256File(back, 4 * MiB), sha256File(src));
+  const bad = keys('bad', 'cd'.repeat(32));
+  await assert.rejects(run('qemu-img', ['info', '--object', object(bad), '--image-opts', target]), /TLS|handshake|Could not|Failed/i);
+});
