@@ -102,6 +102,27 @@ test('completions never arrive inside submit or kick', { skip }, async () => {
   assert.equal(seen, 4, 'close waits for all in-flight requests');
 });
 
+test('submitEach: a request enters the kernel on submit; otherwise it waits for kick', { skip }, async () => {
+  const e = open('submit-each.img', 1 << 20);
+  const late = (p: Promise<number>, ms: number): Promise<number | 'pending'> =>
+    Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
+  // Batching (the default): nothing reaches the ring until kick().
+  const batched = io(e, Op.READ, 0, 4096, e.allocBuffer(4096));
+  assert.equal(await late(batched, 100), 'pending', 'a batched request went in without kick');
+  e.kick();
+  assert.equal(await batched, 0);
+  // Each on its own: submit alone issues it, and it still completes asynchronously.
+  e.setSubmitEach(true);
+  let inside = true;
+  const each = io(e, Op.READ, 4096, 4096, e.allocBuffer(4096)).then((n) => {
+    assert.equal(inside, false, 'completed inside submit');
+    return n;
+  });
+  inside = false;
+  assert.equal(await late(each, 5000), 0);
+  await e.close();
+});
+
 test('unaligned requests fail with -EINVAL', { skip }, async () => {
   const e = open('unaligned.img', 1 << 20);
   const good = e.allocBuffer(8192);
