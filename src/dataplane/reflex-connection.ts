@@ -17,6 +17,7 @@ import { Errno, Op, type OpCode } from '../storage/engine.ts';
 import type { DataPlane, Flushable } from './data-plane.ts';
 import type { DpRequest, RequestOwner } from './request.ts';
 import { Field } from './tenant-counters.ts';
+import { tuneDataSocket } from './front-end.ts';
 
 export interface Volume {
   /** Volume name (what ATTACH and NBD call it). */
@@ -101,7 +102,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     this.plane = ctx.binding?.plane ?? ctx.home;
     this.volSectors = ctx.binding ? Math.floor(ctx.binding.volume.size / ctx.sectorSize) : 0;
     this.parser = new FrameParser({ sectorSize: ctx.sectorSize, maxPayload: ctx.maxRequestBytes, rule: requestPayload });
-    socket.setNoDelay(true);
+    tuneDataSocket(socket);
     socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
     socket.on('drain', () => this.maybeResume());
     socket.on('error', () => this.teardown());

@@ -43,7 +43,7 @@ import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, write
 import { VolumeExports } from './volume-exports.ts';
 import { Op, type OpCode } from '../storage/engine.ts';
 import { assert } from '../util/assert.ts';
-import { stillServes, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
+import { stillServes, tuneDataSocket, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
 import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
 import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';
@@ -140,7 +140,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
       // With a certificate, nothing is served in plaintext.
       requireTls: tls,
     });
-    socket.setNoDelay(true);
+    tuneDataSocket(socket);
     socket.on('error', this.teardownBound);
     socket.on('close', this.teardownBound);
     this.attach(socket);
