@@ -14,12 +14,17 @@
  *   request. The promise API in index.ts is built on top.
  * - Timeouts: every request on a connection has the same timeout, so
  *   deadlines grow in issue order; a Map iterates in insertion order, and
- *   one periodic sweep stops at the first request not yet due.
+ *   one periodic sweep stops at the first request not yet due. A request
+ *   sent again after a reconnect keeps its first deadline, which is out of
+ *   that order: while any such request is outstanding the sweep looks at
+ *   every request (rare, and only until they are answered).
+ * - A connection whose server answered ESHUTDOWN is draining: the pool
+ *   sends nothing more on it while another connection can take requests.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { FrameParser, responsePayload, writeHeader, lo32, hi32, OPCODE_MASK, type Frame, type FrameSink } from '../protocol/reflex-codec.ts';
-import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus } from '../protocol/reflex-constants.ts';
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus, Status } from '../protocol/reflex-constants.ts';
 import { assert } from '../util/assert.ts';
 import { LocalStatus, STATUS_OK, ReflexConnectionError } from './errors.ts';
 
@@ -69,6 +74,8 @@ interface Slot {
   tag: number;
   sink: ResponseSink | null;
   deadline: number;
+  /** Its deadline was given by the caller, so it may be earlier than requests sent before it. */
+  unordered: boolean;
 }
 
 export class ClientConnection implements FrameSink {
@@ -96,6 +103,10 @@ export class ClientConnection implements FrameSink {
   unmatched = 0;
   /** Set when the socket reported an error. */
   lastError: Error | null = null;
+  /** The server answered ESHUTDOWN: it is going away, so new requests should go elsewhere. */
+  draining = false;
+  /** Outstanding requests with `unordered` deadlines. */
+  private unordered = 0;
 
   private constructor(socket: net.Socket, opts: ConnectionOptions, reader: { target: ClientConnection | null; early: Buffer[] } | null) {
     this.socket = socket;
@@ -201,9 +212,11 @@ export class ClientConnection implements FrameSink {
    * `dataLen` bytes are sent) must stay unmodified until the request
    * completes when it is at least 16 KiB: it is sent by reference.
    * A request on a closed connection completes with LocalStatus.CLOSED on a
-   * later tick.
+   * later tick. `deadline` (performance.now() time) replaces the
+   * connection's timeout for this request: a request sent again keeps the
+   * deadline it was first given.
    */
-  send(opcode: number, lba: number, count: number, data: Buffer | null, dataLen: number, sink: ResponseSink | null, tag: number): void {
+  send(opcode: number, lba: number, count: number, data: Buffer | null, dataLen: number, sink: ResponseSink | null, tag: number, deadline?: number): void {
     const hLo = this.handleLo;
     const hHi = this.handleHi;
     if (hLo === 0xffff_ffff) {
@@ -217,13 +230,18 @@ export class ClientConnection implements FrameSink {
       return;
     }
     if (sink !== null) {
-      const slot = this.free.pop() ?? { handleLo: 0, handleHi: 0, opcode: 0, tag: 0, sink: null, deadline: 0 };
+      const slot = this.free.pop() ?? { handleLo: 0, handleHi: 0, opcode: 0, tag: 0, sink: null, deadline: 0, unordered: false };
       slot.handleLo = hLo;
       slot.handleHi = hHi;
       slot.opcode = opcode & OPCODE_MASK;
       slot.tag = tag;
       slot.sink = sink;
       slot.deadline = this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
+      if (deadline !== undefined && deadline < slot.deadline) {
+        slot.deadline = deadline;
+        slot.unordered = true;
+        this.unordered++;
+      }
       assert(!this.inflight.has(hLo), 'handle reused while outstanding');
       this.inflight.set(hLo, slot);
     }
@@ -300,6 +318,7 @@ export class ClientConnection implements FrameSink {
     let status: number = STATUS_OK;
     if (isErrorStatus(op)) status = op;
     else if (op !== slot.opcode) status = LocalStatus.PROTOCOL;
+    if (status === Status.ESHUTDOWN) this.draining = true;
     this.complete(slot, status, status === STATUS_OK ? f.payload : null);
     return true;
   }
@@ -314,6 +333,10 @@ export class ClientConnection implements FrameSink {
     const sink = slot.sink!;
     const tag = slot.tag;
     slot.sink = null;
+    if (slot.unordered) {
+      slot.unordered = false;
+      this.unordered--;
+    }
     this.free.push(slot);
     sink.onResponse(tag, status, payload);
   }
@@ -322,7 +345,10 @@ export class ClientConnection implements FrameSink {
     if (this.inflight.size === 0) return;
     const now = performance.now();
     for (const [key, slot] of this.inflight) {
-      if (slot.deadline > now) break;
+      if (slot.deadline > now) {
+        if (this.unordered === 0) break;
+        continue;
+      }
       this.inflight.delete(key);
       this.complete(slot, LocalStatus.TIMEOUT, null);
     }

@@ -24,7 +24,7 @@ import { errorFromStatus, LocalStatus, STATUS_OK } from './errors.ts';
 import { EventEmitter } from 'node:events';
 import { ClientConnection, type ConnectionOptions } from './connection.ts';
 import { Pool } from './pool.ts';
-import { isRetriable, Reconnector, type ReconnectOptions, type Resendable } from './reconnect.ts';
+import { isRetriable, permanent, Reconnector, type ReconnectOptions, type Resendable } from './reconnect.ts';
 import { assert } from '../util/assert.ts';
 
 export { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
@@ -41,6 +41,8 @@ export interface ConnectOptions {
   connections?: number;
   /** Per-request timeout in ms; 0 disables. Default 30000. */
   timeoutMs?: number;
+  /** Connect timeout in ms; with `reconnect`, also the bound on each attempt's handshake. Default 10000. */
+  connectTimeoutMs?: number;
   /** Sector size for servers that do not answer HELLO (v1). Default 512. */
   sectorSize?: number;
   /** Ask the server for its parameters on connect. Default true. */
@@ -87,6 +89,8 @@ class PendingRequest implements Resendable {
   deadline = Infinity;
   /** Set by a reconnecting client: takes a request lost with its connection. */
   retry: Reconnector | null = null;
+  /** Resolved or rejected: a late answer (after a timeout) must not act again. */
+  settled = false;
 
   constructor(what: string, keepPayload: boolean) {
     this.what = what;
@@ -98,16 +102,20 @@ class PendingRequest implements Resendable {
   }
 
   onResponse(_tag: number, status: number, payload: Buffer | null): void {
+    if (this.settled) return;
     if (status !== STATUS_OK) {
       if (this.retry !== null && isRetriable(status) && this.retry.requeue(this)) return;
-      this.reject(errorFromStatus(status, this.what));
+      this.fail(status);
       return;
     }
+    this.settled = true;
     // The payload is a view into a receive buffer that will be reused: copy it.
     this.resolve(this.keepPayload && payload !== null ? Buffer.from(payload) : null);
   }
 
   fail(err: Error | number): void {
+    if (this.settled) return;
+    this.settled = true;
     this.reject(typeof err === 'number' ? errorFromStatus(err, this.what) : err);
   }
 }
@@ -260,11 +268,14 @@ export class ReflexClient extends EventEmitter {
       const size = info?.sectorSize ?? this.sectorSize;
       // Requests waiting to be sent again were framed in the old sector size.
       if (size !== this.sectorSize) {
-        throw errorFromStatus(LocalStatus.PROTOCOL, `reconnect: the server's sector size is now ${size}, was ${this.sectorSize}`);
+        throw permanent(errorFromStatus(LocalStatus.PROTOCOL, `reconnect: the server's sector size is now ${size}, was ${this.sectorSize}`));
       }
       if (conn.sectorSize !== size) conn.setSectorSize(size);
       // A grown (or shrunk) volume: the new size is what a reconnect learns.
-      if (info !== null) this.info = info;
+      if (info !== null) {
+        this.info = info;
+        this.maxRequestBytes = info.maxRequestBytes;
+      }
     };
     this.reconnector = new Reconnector(this.pool, connOpts, handshake, this, opts);
   }
@@ -316,6 +327,7 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
     host: opts.host,
     port: opts.port,
     timeoutMs: opts.timeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs,
     sectorSize,
     tls: opts.tls,
   };

@@ -27,7 +27,10 @@ export class Pool {
     return new Pool(settled.map((s) => (s as PromiseFulfilledResult<ClientConnection>).value));
   }
 
-  /** The open connection with the fewest outstanding requests (ties: round robin). */
+  /**
+   * The open connection with the fewest outstanding requests (ties: round
+   * robin), preferring one whose server is not draining.
+   */
   pick(): ClientConnection {
     const conns = this.connections;
     const n = conns.length;
@@ -36,15 +39,21 @@ export class Pool {
     this.next = start + 1 === n ? 0 : start + 1;
     for (let i = 0; i < n; i++) {
       const c = conns[start];
-      if (!c.closed && (best === null || c.outstanding < best.outstanding)) best = c;
+      if (!c.closed && (best === null || (best.draining && !c.draining) || (best.draining === c.draining && c.outstanding < best.outstanding))) best = c;
       start = start + 1 === n ? 0 : start + 1;
     }
     // All closed: any of them completes the request with ECONNRESET.
     return best ?? conns[0];
   }
 
-  send(opcode: number, lba: number, count: number, data: Buffer | null, dataLen: number, sink: ResponseSink | null, tag: number): void {
-    this.pick().send(opcode, lba, count, data, dataLen, sink, tag);
+  send(opcode: number, lba: number, count: number, data: Buffer | null, dataLen: number, sink: ResponseSink | null, tag: number, deadline?: number): void {
+    this.pick().send(opcode, lba, count, data, dataLen, sink, tag, deadline);
+  }
+
+  /** Some connection is open and its server is not draining. */
+  get usable(): boolean {
+    for (const c of this.connections) if (!c.closed && !c.draining) return true;
+    return false;
   }
 
   /** Puts a new connection in slot `i` (a reconnect); the old one must be closed. */

@@ -13,10 +13,18 @@
  *   block device: a read has no effect, and a write that may already have
  *   landed lands again with the same bytes (the caller has not seen it
  *   complete, so it has nothing overlapping it in flight that it ordered
- *   after it). A FLUSH sent again covers at least what the first one would.
+ *   after it). A FLUSH sent again makes durable what the new server holds;
+ *   like the Linux nbd driver, it cannot know whether a server that lost
+ *   power also lost writes it had acknowledged before the flush.
+ * - A connection whose server answered ESHUTDOWN gets no new requests;
+ *   the refused ones wait for a connection that takes them (another one,
+ *   or the reconnected one once the draining server has gone).
  * - Each request keeps its own deadline (the client's `timeoutMs`, from its
- *   first send): a request still waiting for a connection then fails with
- *   ETIMEDOUT, and the client keeps trying to reconnect.
+ *   first send), across re-sends: past it, it fails with ETIMEDOUT, and the
+ *   client keeps trying to reconnect.
+ * - Each attempt (connect and handshake) is bounded by `connectTimeoutMs`
+ *   (default 10 s), so a server that accepts and never answers does not
+ *   stall reconnecting.
  * - A refusal that another attempt cannot change ends the reconnection:
  *   ATTACH refused (EPERM: the credential or the volume is gone), or a
  *   server whose sector size is no longer the one requests were framed
@@ -56,9 +64,18 @@ export function isRetriable(status: number): boolean {
   return status === LocalStatus.CLOSED || status === Status.ESHUTDOWN;
 }
 
-/** The error is one no new connection can fix. */
+const permanentErrors = new WeakSet<Error>();
+
+/** Marks a handshake failure as one no new connection can fix; returns it. */
+export function permanent<E extends Error>(err: E): E {
+  permanentErrors.add(err);
+  return err;
+}
+
+/** The error is one no new connection can fix: ATTACH refused, or marked by the handshake. */
 function isPermanent(err: unknown): boolean {
-  return err instanceof ReflexError && (err.code === 'EPERM' || err.code === 'EPROTO' || err.code === 'ENOTSUP');
+  if (!(err instanceof Error)) return false;
+  return permanentErrors.has(err) || (err instanceof ReflexError && (err.code === 'EPERM' || err.code === 'ENOTSUP'));
 }
 
 /** Sweep period for waiting requests' deadlines, ms. */
@@ -71,6 +88,9 @@ export class Reconnector {
   private repairing = false;
   private timer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** The connection an attempt is opening, not yet in the pool. */
+  private opening: ClientConnection | null = null;
+  private readonly attemptTimeoutMs: number;
   private readonly initialDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly pool: Pool;
@@ -89,7 +109,10 @@ export class Reconnector {
     if (!(this.initialDelayMs >= 1) || !(this.maxDelayMs >= this.initialDelayMs)) {
       throw new RangeError(`reconnect: need 1 <= initialDelayMs (${this.initialDelayMs}) <= maxDelayMs (${this.maxDelayMs})`);
     }
+    this.attemptTimeoutMs = connOpts.connectTimeoutMs ?? 10_000;
     for (let i = 0; i < pool.connections.length; i++) this.watch(i);
+    // One may have closed before anyone watched it.
+    if (pool.connections.some((c) => c.closed)) void this.repair();
   }
 
   /** Why reconnecting ended for good, or null. */
@@ -112,13 +135,16 @@ export class Reconnector {
       p.fail(this.fatal);
       return true;
     }
-    if (p.deadline <= performance.now()) return false;
+    if (p.deadline <= performance.now()) {
+      p.fail(LocalStatus.TIMEOUT);
+      return true;
+    }
     this.waiting.push(p);
     // Keep Node alive while a caller waits on a request.
     this.timer?.ref();
     if (this.sweepTimer === null) this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     // A later tick: the connection that failed it may be completing others right now.
-    if (this.pool.connections.some((c) => !c.closed)) queueMicrotask(() => this.drain());
+    if (this.pool.usable) queueMicrotask(() => this.drain());
     return true;
   }
 
@@ -128,6 +154,8 @@ export class Reconnector {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.opening?.destroy();
+    this.opening = null;
     this.failWaiting(LocalStatus.CLOSED);
   }
 
@@ -175,14 +203,27 @@ export class Reconnector {
   /** One attempt: a ready connection, or null (a transient failure, or a permanent one recorded). */
   private async reopen(): Promise<ClientConnection | null> {
     let conn: ClientConnection | null = null;
+    let timer: NodeJS.Timeout | null = null;
     try {
       conn = await ClientConnection.open(this.connOpts);
+      if (this.stopped) {
+        conn.destroy();
+        return null;
+      }
+      this.opening = conn;
+      // Closing the connection fails its HELLO/ATTACH, which ends the handshake.
+      const c = conn;
+      timer = setTimeout(() => c.destroy(), this.attemptTimeoutMs);
       await this.handshake(conn);
+      if (c.closed) return null;
       return conn;
     } catch (err) {
       conn?.destroy();
-      if (isPermanent(err)) this.giveUp(err as Error);
+      if (isPermanent(err) && !this.stopped) this.giveUp(err as Error);
       return null;
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+      this.opening = null;
     }
   }
 
@@ -202,12 +243,12 @@ export class Reconnector {
     });
   }
 
-  /** Sends every waiting request on the open connections. */
+  /** Sends every waiting request on the open connections, each with its first deadline. */
   private drain(): void {
-    if (this.waiting.length === 0 || !this.pool.connections.some((c) => !c.closed)) return;
+    if (this.waiting.length === 0 || !this.pool.usable) return;
     const batch = this.waiting.splice(0);
     this.stopSweep();
-    for (const p of batch) this.pool.send(p.opcode, p.lba, p.count, p.data, p.dataLen, p, 0);
+    for (const p of batch) this.pool.send(p.opcode, p.lba, p.count, p.data, p.dataLen, p, 0, p.deadline === Infinity ? undefined : p.deadline);
   }
 
   private sweep(): void {

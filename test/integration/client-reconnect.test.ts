@@ -16,6 +16,7 @@ import { connect, type ReflexClient, type ReflexError } from '../../src/client/i
 import { freePort, startServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
 import { spawnServer, type ServerProcess } from '../reliability/server-process.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
 const BLOCK = 4096;
 const MiB = 1 << 20;
@@ -174,6 +175,64 @@ describe('client reconnect', () => {
       await assert.rejects(c.read(0, BLOCK), { code: 'EPERM' });
     } finally {
       c?.destroy();
+      await server.close();
+    }
+  });
+
+  it('a request sent again keeps its first deadline', async () => {
+    // Every device request takes 1.5 s, so the read is still in flight when its connection is cut.
+    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, faults: 'delay-us=1500000', ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+    const proxy = await TcpProxy.start(server.bindings[0].port);
+    const c = await connect({ port: proxy.port, timeoutMs: 1000, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    try {
+      const t0 = performance.now();
+      const read = c.read(0, BLOCK).then(() => null, (e: ReflexError) => e);
+      const reconnected = new Promise((r) => c.once('reconnect', r));
+      setTimeout(() => proxy.cut(), 300);
+      await reconnected;
+      const err = await read;
+      const took = performance.now() - t0;
+      assert.equal(err?.code, 'ETIMEDOUT');
+      assert.ok(took < 1250, `failed after ${took.toFixed(0)} ms: the re-send got a fresh timeout`);
+    } finally {
+      c.destroy();
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it('a server that accepts and never answers the handshake does not stall reconnecting, and close() leaves no socket behind', async () => {
+    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+    const proxy = await TcpProxy.start(server.bindings[0].port);
+    const c = await connect({ port: proxy.port, timeoutMs: 10_000, connectTimeoutMs: 300, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    let d: ReflexClient | null = null;
+    try {
+      await c.write(0, pattern(3, 1));
+      proxy.blackhole = true;
+      const accepted = proxy.accepted;
+      proxy.cut();
+      const read = c.read(0, BLOCK);
+      // Two attempts that hang, each given up after connectTimeoutMs; then the server answers again.
+      while (proxy.accepted < accepted + 4) await new Promise((r) => setTimeout(r, 20));
+      proxy.blackhole = false;
+      const t1 = performance.now();
+      assert.ok((await read).equals(pattern(3, 1)));
+      assert.ok(performance.now() - t1 < 1000, 'the first attempt after the server answered again succeeded');
+      d = await connect({ port: proxy.port, timeoutMs: 10_000, connectTimeoutMs: 5000, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+      // d is stuck in a handshake that will never be answered: close() must end it.
+      proxy.blackhole = true;
+      const before = proxy.accepted;
+      for (const conn of d.pool.connections) conn.destroy();
+      while (proxy.accepted === before) await new Promise((r) => setTimeout(r, 10));
+      const t0 = performance.now();
+      await d.close();
+      assert.ok(performance.now() - t0 < 500, 'close() waited for the hung handshake');
+      for (let i = 0; i < 50 && proxy.openClients > 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(proxy.openClients, 1, 'only c’s connection is left open');
+    } finally {
+      c.destroy();
+      d?.destroy();
+      await proxy.close();
       await server.close();
     }
   });

@@ -230,3 +230,32 @@ async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+test('with reconnect, a request refused with ESHUTDOWN goes once to another connection, and the draining one gets no more', async () => {
+  // The first connection to arrive plays a draining server: ESHUTDOWN to everything.
+  const seen = new Map<net.Socket, number>();
+  let draining: net.Socket | null = null;
+  const peer = await fakePeer((reqs, sock) => {
+    draining ??= sock;
+    seen.set(sock, (seen.get(sock) ?? 0) + reqs.length);
+    for (const r of reqs) {
+      if (sock === draining) reply(sock, r, Status.ESHUTDOWN);
+      else reply(sock, r, Cmd.GET, r.count, Buffer.alloc(r.count * 512, 7));
+    }
+  });
+  const c = await connect({ port: peer.port, connections: 2, hello: false, timeoutMs: 2000, reconnect: true });
+  try {
+    // The pool picks the least busy connection, round robin on ties: both get some.
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => c.read(i * 512, 512)));
+    for (const r of reads) assert.ok(r.equals(Buffer.alloc(512, 7)));
+    const onDraining = seen.get(draining!) ?? 0;
+    assert.ok(onDraining >= 1 && onDraining <= 8, `the draining connection saw ${onDraining} requests`);
+    // Later requests avoid it altogether.
+    await Promise.all(Array.from({ length: 8 }, (_, i) => c.read(i * 512, 512)));
+    assert.equal(seen.get(draining!), onDraining, 'a request went to the draining connection again');
+    assert.ok(c.pool.connections.some((conn) => conn.draining));
+  } finally {
+    c.destroy();
+    await peer.close();
+  }
+});
