@@ -330,6 +330,8 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
     connectTimeoutMs: opts.connectTimeoutMs,
     sectorSize,
     tls: opts.tls,
+    // Reconnecting, a timeout means a dead connection: replace it.
+    closeOnTimeout: opts.reconnect ? true : undefined,
   };
   const pool = await Pool.open(opts.connections ?? 1, connOpts);
   const client = new ReflexClient(pool, sectorSize);

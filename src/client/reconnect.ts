@@ -19,6 +19,9 @@
  * - A connection whose server answered ESHUTDOWN gets no new requests;
  *   the refused ones wait for a connection that takes them (another one,
  *   or the reconnected one once the draining server has gone).
+ * - A request that times out closes its connection, presumed dead (a hung
+ *   server, or a path gone without a FIN), as the nbd driver does; the
+ *   other requests on it are sent again on the new connection.
  * - Each request keeps its own deadline (the client's `timeoutMs`, from its
  *   first send), across re-sends: past it, it fails with ETIMEDOUT, and the
  *   client keeps trying to reconnect.

@@ -236,4 +236,23 @@ describe('client reconnect', () => {
       await server.close();
     }
   });
+
+  it('a connection that silently stops answering is replaced once a request on it times out', async () => {
+    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+    const proxy = await TcpProxy.start(server.bindings[0].port);
+    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    try {
+      await c.write(0, pattern(4, 1));
+      const reconnected = new Promise((r) => c.once('reconnect', r));
+      proxy.freeze();
+      await assert.rejects(c.read(0, BLOCK), { code: 'ETIMEDOUT' });
+      const giveUp = new Promise((_, reject) => setTimeout(() => reject(new Error('the dead connection was not replaced')), 3000).unref());
+      await Promise.race([reconnected, giveUp]);
+      assert.ok((await c.read(0, BLOCK)).equals(pattern(4, 1)), 'served on the new connection');
+    } finally {
+      c.destroy();
+      await proxy.close();
+      await server.close();
+    }
+  });
 });

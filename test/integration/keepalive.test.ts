@@ -12,6 +12,7 @@ import net from 'node:net';
 import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
 import { KEEPALIVE_IDLE_MS } from '../../src/dataplane/front-end.ts';
+import { connect } from '../../src/client/index.ts';
 
 const MiB = 1 << 20;
 const USER_HZ = 100;
@@ -24,13 +25,13 @@ after(async () => {
   await server?.close();
 });
 
-/** The server side of the connection from `client`, as /proc/net/tcp shows it: timer kind and seconds left. */
-function serverSideTimer(serverPort: number, clientPort: number): { timer: number; seconds: number } | null {
+/** One end of a loopback connection, as /proc/net/tcp shows it: timer kind and seconds left. */
+function timerOf(localPort: number, remotePort: number): { timer: number; seconds: number } | null {
   const hexPort = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
   for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 6) continue;
-    if (f[1].endsWith(`:${hexPort(serverPort)}`) && f[2].endsWith(`:${hexPort(clientPort)}`) && f[3] === '01') {
+    if (f[1].endsWith(`:${hexPort(localPort)}`) && f[2].endsWith(`:${hexPort(remotePort)}`) && f[3] === '01') {
       const [timer, when] = f[5].split(':');
       return { timer: parseInt(timer, 16), seconds: parseInt(when, 16) / USER_HZ };
     }
@@ -45,7 +46,7 @@ async function checkPort(name: string, port: number): Promise<void> {
     // The worker arms keepalive when it takes the connection: give it a moment.
     let seen: { timer: number; seconds: number } | null = null;
     for (let i = 0; i < 50; i++) {
-      seen = serverSideTimer(port, sock.localPort!);
+      seen = timerOf(port, sock.localPort!);
       if (seen !== null && seen.timer === 2) break;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -62,4 +63,16 @@ test('the v1 port, the attach port and the NBD port arm TCP keepalive on every c
   await checkPort('v1 port', server.bindings[0].port);
   await checkPort('attach port', server.attachPort!);
   await checkPort('NBD port', server.nbdPort!);
+});
+
+test('the client library arms TCP keepalive on its connections too', async () => {
+  const c = await connect({ port: server.bindings[0].port, connections: 2 });
+  try {
+    for (const conn of c.pool.connections) {
+      const seen = timerOf(conn.socket.localPort!, server.bindings[0].port);
+      assert.equal(seen?.timer, 2, 'no keepalive timer on the client side');
+    }
+  } finally {
+    await c.close();
+  }
 });
