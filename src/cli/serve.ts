@@ -40,6 +40,10 @@ const HELP = `usage: reflex serve [options]
   --coalesce-us N      after a loop turn with 2+ requests, sleep N µs so the next
                        ones arrive together (default 40; 0 off; ignored with --poll)
   --no-qos             switch the QoS scheduler off
+  --push-url URL       POST this server's stats (JSON, as GET /api/stats without
+                       the series) to a cluster controller every interval
+  --push-interval-ms N how often to push (default 1000)
+  --server-id NAME     this server's name in pushed stats (default: host name)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -58,6 +62,9 @@ export async function run(argv: string[]): Promise<number> {
       'sector-size': { type: 'string' },
       engine: { type: 'string' },
       'no-qos': { type: 'boolean' },
+      'push-url': { type: 'string' },
+      'push-interval-ms': { type: 'string' },
+      'server-id': { type: 'string' },
       'device-model': { type: 'string' },
       'nbd-port': { type: 'string' },
       'attach-port': { type: 'string' },
@@ -102,6 +109,9 @@ export async function run(argv: string[]): Promise<number> {
   if (values['coalesce-us'] !== undefined) raw.coalesceUs = intArg('--coalesce-us', values['coalesce-us']);
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
+  if (values['push-url'] !== undefined) raw.pushUrl = values['push-url'];
+  if (values['push-interval-ms'] !== undefined) raw.pushIntervalMs = intArg('--push-interval-ms', values['push-interval-ms']);
+  if (values['server-id'] !== undefined) raw.serverId = values['server-id'];
   if (values.port !== undefined) {
     const port = intArg('--port', values.port);
     if (raw.ports === undefined) raw.ports = [{ port }];
@@ -129,6 +139,7 @@ export async function run(argv: string[]): Promise<number> {
   if (server.adminPort !== null) {
     console.log(`  admin API and status page: http${config.tls ? 's' : ''}://${config.host}:${server.adminPort}/ (token in ${config.dataDir}/admin.token)`);
   }
+  if (config.push !== null) console.log(`  stats pushed to ${config.push.url} every ${config.push.intervalMs} ms as server ${config.serverId}`);
   for (const p of server.restoreProblems) console.warn(`warning: not restored: ${p}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {

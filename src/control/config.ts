@@ -7,6 +7,7 @@
  * Validation happens once here, with messages that name the field.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseFaultSpec } from '../storage/fault-engine.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE } from '../protocol/reflex-constants.ts';
@@ -79,6 +80,10 @@ export interface ServerConfig {
   faults: string | null;
   /** PEM files: TLS on data, NBD-less data and admin ports when given. */
   tls: { cert: string; key: string } | null;
+  /** Where to POST stats (a cluster controller) and how often; null: no pushing. */
+  push: { url: string; intervalMs: number } | null;
+  /** This server's name in pushed stats. Default: the host name. */
+  serverId: string;
 }
 
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
@@ -128,6 +133,9 @@ export interface RawConfig {
   faults?: string;
   poll?: boolean;
   coalesceUs?: number;
+  pushUrl?: string;
+  pushIntervalMs?: number;
+  serverId?: string;
   devices?: Array<{
     name: string;
     device?: string;
@@ -247,7 +255,34 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     poll: raw.poll ?? false,
     coalesceUs: checkCoalesce(raw.coalesceUs),
     tls,
+    push: checkPush(raw.pushUrl, raw.pushIntervalMs),
+    serverId: checkServerId(raw.serverId),
   };
+}
+
+export const DEFAULT_PUSH_INTERVAL_MS = 1000;
+
+function checkPush(url: string | undefined, intervalMs: number | undefined): { url: string; intervalMs: number } | null {
+  if (url === undefined) {
+    if (intervalMs !== undefined) throw new ConfigError('pushIntervalMs: given without pushUrl');
+    return null;
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`pushUrl: "${url}" is not a URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`pushUrl: "${url}" must be http:// or https://`);
+  const every = intervalMs ?? DEFAULT_PUSH_INTERVAL_MS;
+  if (!Number.isInteger(every) || every < 100 || every > 3_600_000) throw new ConfigError(`pushIntervalMs: ${every} must be an integer from 100 to 3600000`);
+  return { url: parsed.href, intervalMs: every };
+}
+
+function checkServerId(id: string | undefined): string {
+  if (id === undefined) return os.hostname();
+  if (typeof id !== 'string' || !/^[\w.:-]{1,128}$/.test(id)) throw new ConfigError(`serverId: "${id}" must be 1-128 letters, digits, '.', ':', '_' or '-'`);
+  return id;
 }
 
 /** Default receive-coalescing sleep: enough for several pipelined requests to land. */

@@ -14,6 +14,8 @@ import { MAX_TENANTS, Registry } from '../control/registry.ts';
 import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
 import { Errno } from '../storage/engine.ts';
+import type { Sampler } from '../control/sampler.ts';
+import type { StatsPusher } from '../control/stats-push.ts';
 import type { PlaneState } from './plane-state.ts';
 import { TenantCounters } from './tenant-counters.ts';
 import { WorkerStats } from './worker-stats.ts';
@@ -37,6 +39,8 @@ export interface RunningServer {
   readonly workers: Worker[];
   /** Problems met restoring persisted state (the rest was restored). */
   readonly restoreProblems: string[];
+  /** The stats pusher (with its counters), when `push` is configured. */
+  readonly push: StatsPusher | null;
   close(timeoutMs?: number): Promise<void>;
 }
 
@@ -268,15 +272,42 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // Ranges a crash left unscrubbed: zero them now (they stay reserved until done).
   void control.scrub();
 
+  // One sampler for the status page, the metrics and the pusher, so they agree.
+  let sampler: Sampler | null = null;
+  if (config.adminPort !== null || config.push !== null) {
+    const { Sampler } = await import('../control/sampler.ts');
+    sampler = new Sampler(control);
+    sampler.start();
+  }
   let admin: { port: number; token: string; close(): Promise<void> } | null = null;
   if (config.adminPort !== null) {
     try {
-      admin = await startAdmin(config, control);
+      admin = await startAdmin(config, control, sampler!);
     } catch (err) {
+      sampler?.stop();
       await Promise.all(workers.map((w) => w.terminate()));
       store?.close();
       throw err;
     }
+  }
+  let pusher: StatsPusher | null = null;
+  if (config.push !== null) {
+    const { StatsPusher, pushPayload } = await import('../control/stats-push.ts');
+    const { statsView } = await import('../control/admin-stats.ts');
+    const identity = {
+      id: config.serverId,
+      host: config.host,
+      ports: [...control.registry.ports.keys()],
+      nbdPort,
+      attachPort,
+      adminPort: admin?.port ?? null,
+      startedAt: Date.now(),
+    };
+    pusher = new StatsPusher(config.push, () => {
+      identity.ports = [...control.registry.ports.keys()];
+      return pushPayload(identity, statsView(control, sampler!));
+    });
+    pusher.start();
   }
 
   let closed: Promise<void> | null = null;
@@ -296,9 +327,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     control,
     workers,
     restoreProblems,
+    push: pusher,
     close(timeoutMs = 5000) {
       closed ??= (async () => {
+        await pusher?.stop();
         await admin?.close();
+        sampler?.stop();
         await Promise.all(workers.map((w) => drainWorker(w, timeoutMs)));
         control.close();
       })();
@@ -326,10 +360,10 @@ function drainWorker(w: Worker, timeoutMs: number): Promise<void> {
 }
 
 /** The admin API (its module is loaded only when an admin port is configured). */
-async function startAdmin(config: ServerConfig, control: ControlPlane): Promise<{ port: number; token: string; close(): Promise<void> }> {
+async function startAdmin(config: ServerConfig, control: ControlPlane, sampler: Sampler): Promise<{ port: number; token: string; close(): Promise<void> }> {
   const mod = await import('../control/admin-api.ts');
   const token = mod.loadOrCreateAdminToken(config.dataDir, config.adminToken ?? undefined);
-  const opts: { control: ControlPlane; host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } } = { control, host: config.host, port: config.adminPort!, token };
+  const opts: { control: ControlPlane; host: string; port: number; token: string; sampler: Sampler; tls?: { cert: Buffer; key: Buffer } } = { control, host: config.host, port: config.adminPort!, token, sampler };
   if (config.tls) opts.tls = { cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) };
   const s = await mod.startAdminServer(opts);
   return { port: s.port, token, close: () => s.close() };
