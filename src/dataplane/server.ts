@@ -203,6 +203,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         attachPort,
         tls: config.tls,
         poll: config.poll,
+        submitBatch: config.submitBatch,
         coalesceUs: config.coalesceUs,
         state: initialState,
       };

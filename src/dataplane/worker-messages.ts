@@ -32,6 +32,8 @@ export interface WorkerInit {
   attachPort: number | null;
   /** Keep the event loop spinning instead of sleeping (ReFlex-style polling; costs a core). */
   poll: boolean;
+  /** While polling, still batch submissions per turn instead of one io_uring_enter per request. */
+  submitBatch: boolean;
   /** Receive coalescing sleep in µs after a turn with several requests; 0: off (src/dataplane/coalescing.ts). */
   coalesceUs: number;
   /** PEM contents for TLS listeners, or null. */

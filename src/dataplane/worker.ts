@@ -287,7 +287,7 @@ async function main(init: WorkerInit): Promise<void> {
     // A polling worker has the CPU to spare for one io_uring_enter per
     // request, and the device sees requests trickle in as from fio, not in
     // plugged clumps of a socket read's worth (see Engine.setSubmitEach).
-    for (const e of engines) e.setSubmitEach?.(true);
+    if (!init.submitBatch) for (const e of engines) e.setSubmitEach?.(true);
     // kick() after each reap: a completion frees a ring slot that the
     // engine refills from its overflow queue, and that refill must go in
     // now (while draining, nothing else would ever submit it).

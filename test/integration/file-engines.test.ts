@@ -111,16 +111,18 @@ describe('scrubbing a deleted volume on a file', () => {
 });
 
 describe('polling workers', () => {
-  it('serve correctly with --poll and still drain and stop', async () => {
-    const file = path.join(dir, 'poll.img');
-    const server = await startServer(resolveConfig({ device: file, deviceSize: 16 * MiB, workers: 2, poll: true, ports: [{ port: 0 }] }, 2));
-    try {
-      const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '2', '8', '10', String((16 * MiB) / 512)]);
-      assert.match(stdout, /verified 160 mismatches 0 errors 0/);
-    } finally {
-      await server.close();
-    }
-  });
+  for (const submitBatch of [false, true]) {
+    it(`serve correctly with --poll${submitBatch ? ' --submit-batch' : ' (one submission per request)'} and still drain and stop`, async () => {
+      const file = path.join(dir, `poll-${submitBatch}.img`);
+      const server = await startServer(resolveConfig({ device: file, deviceSize: 16 * MiB, workers: 2, poll: true, submitBatch, ports: [{ port: 0 }] }, 2));
+      try {
+        const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '2', '8', '10', String((16 * MiB) / 512)]);
+        assert.match(stdout, /verified 160 mismatches 0 errors 0/);
+      } finally {
+        await server.close();
+      }
+    });
+  }
 });
 
 describe('polling workers under overflow', () => {
