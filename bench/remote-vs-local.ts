@@ -224,6 +224,13 @@ async function main(): Promise<void> {
   for (const t of reads.slice(-2)) {
     const each = (k: 'local' | 'remote' | 'remoteC'): string => runs[String(t.workload)][k].map((p) => Math.round(p.iops / 100) / 10).join('/');
     lines.push(`  ${t.workload} per repetition (K IOPS): local ${each('local')}, remote ${each('remote')}, remote-c ${each('remoteC')}`);
+    // Each repetition runs local and remote back to back, so the ratio within
+    // a repetition is free of the drift between repetitions.
+    const paired = (k: 'remote' | 'remoteC'): number => {
+      const rs = runs[String(t.workload)];
+      return median(rs[k].map((p, i) => p.iops / rs.local[i].iops));
+    };
+    lines.push(`  ${t.workload} median of per-repetition ratios: remote/local ${paired('remote').toFixed(3)}, remote-c/local ${paired('remoteC').toFixed(3)}`);
   }
   console.log(lines.join('\n'));
   const curve = (k: 'fio' | 'local' | 'remote' | 'remoteC'): [number, number][] => reads.map((t) => [(t[k] as Point).iops, (t[k] as Point).p95Us]);
