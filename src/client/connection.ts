@@ -360,19 +360,23 @@ export class ClientConnection implements FrameSink {
   private sweep(): void {
     if (this.inflight.size === 0) return;
     const now = performance.now();
-    let expired = 0;
+    // Only a request that had its whole timeout on this connection says the
+    // connection is dead; one sent again with an inherited deadline may have
+    // had milliseconds left, and judging by it would kill healthy connections.
+    let deadHere = 0;
     for (const [key, slot] of this.inflight) {
       if (slot.deadline > now) {
         if (this.unordered === 0) break;
         continue;
       }
       this.inflight.delete(key);
-      expired++;
+      if (!slot.unordered) deadHere++;
       this.complete(slot, LocalStatus.TIMEOUT, null);
     }
-    if (expired > 0 && this.closeOnTimeout && !this.closedFlag) {
-      this.lastError = new Error(`${expired} request(s) timed out: the connection is presumed dead`);
-      this.onClosed(LocalStatus.CLOSED);
+    if (deadHere > 0 && this.closeOnTimeout && !this.closedFlag) {
+      this.lastError = new Error(`${deadHere} request(s) timed out: the connection is presumed dead`);
+      // The server may be alive and still carry out what it holds: say so.
+      this.onClosed(LocalStatus.ABANDONED);
     }
   }
 

@@ -19,6 +19,11 @@ export const LocalStatus = {
   CLOSED: 0x101,
   /** The server's byte stream could not be framed; the connection was dropped. */
   PROTOCOL: 0x102,
+  /**
+   * The client gave the connection up after another request on it timed
+   * out; this request may still be carried out by the server.
+   */
+  ABANDONED: 0x103,
 } as const;
 
 /** 0 means success; anything else is a wire Status or a LocalStatus. */
@@ -35,6 +40,7 @@ export type ReflexErrorCode =
   | 'ESHUTDOWN'
   | 'ETIMEDOUT'
   | 'ECONNRESET'
+  | 'ECONNABORTED'
   | 'EPROTO'
   | 'EUNKNOWN';
 
@@ -89,6 +95,8 @@ export function errorFromStatus(status: number, what = 'request'): ReflexError {
       return new ReflexTimeoutError('ETIMEDOUT', status, `${what}: no response before the timeout`);
     case LocalStatus.CLOSED:
       return new ReflexConnectionError('ECONNRESET', status, `${what}: connection closed`);
+    case LocalStatus.ABANDONED:
+      return new ReflexConnectionError('ECONNABORTED', status, `${what}: connection given up after a timeout; the server may still carry it out`);
     case LocalStatus.PROTOCOL:
       return new ReflexProtocolError('EPROTO', status, `${what}: malformed response stream`);
   }

@@ -104,7 +104,7 @@ class PendingRequest implements Resendable {
   onResponse(_tag: number, status: number, payload: Buffer | null): void {
     if (this.settled) return;
     if (status !== STATUS_OK) {
-      if (this.retry !== null && isRetriable(status) && this.retry.requeue(this)) return;
+      if (this.retry !== null && isRetriable(status, this.opcode) && this.retry.requeue(this)) return;
       this.fail(status);
       return;
     }

@@ -19,9 +19,12 @@
  * - A connection whose server answered ESHUTDOWN gets no new requests;
  *   the refused ones wait for a connection that takes them (another one,
  *   or the reconnected one once the draining server has gone).
- * - A request that times out closes its connection, presumed dead (a hung
- *   server, or a path gone without a FIN), as the nbd driver does; the
- *   other requests on it are sent again on the new connection.
+ * - A request that times out after its whole timeout on a connection
+ *   closes that connection, presumed dead (a hung server, or a path gone
+ *   without a FIN), as the nbd driver does. The reads and flushes on it are
+ *   sent again on the new connection; its writes fail with ECONNABORTED,
+ *   since a server that is only slow may still carry them out later, over
+ *   a newer write of the same blocks.
  * - Each request keeps its own deadline (the client's `timeoutMs`, from its
  *   first send), across re-sends: past it, it fails with ETIMEDOUT, and the
  *   client keeps trying to reconnect.
@@ -38,7 +41,8 @@
  * Not re-sent: SET_NO_ACK (no reply, so no way to know it was lost).
  */
 import type { EventEmitter } from 'node:events';
-import { Status } from '../protocol/reflex-constants.ts';
+import { OPCODE_MASK } from '../protocol/reflex-codec.ts';
+import { Cmd, Status } from '../protocol/reflex-constants.ts';
 import { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
 import { LocalStatus, ReflexError } from './errors.ts';
 import type { Pool } from './pool.ts';
@@ -62,9 +66,18 @@ export interface Resendable extends ResponseSink {
   fail(err: Error | number): void;
 }
 
-/** Statuses that mean "not done, the connection or server went away": safe to send again. */
-export function isRetriable(status: number): boolean {
-  return status === LocalStatus.CLOSED || status === Status.ESHUTDOWN;
+/**
+ * Whether a request that ended with `status` may be sent again: it was not
+ * carried out (ESHUTDOWN), or its server went away (CLOSED). After the client
+ * abandoned a connection whose server may be alive (ABANDONED), only reads
+ * and flushes are: a write could still land later and overwrite what the
+ * caller writes next, so it fails with ECONNABORTED instead.
+ */
+export function isRetriable(status: number, opcode: number): boolean {
+  if (status === LocalStatus.CLOSED || status === Status.ESHUTDOWN) return true;
+  if (status !== LocalStatus.ABANDONED) return false;
+  const op = opcode & OPCODE_MASK;
+  return op === Cmd.GET || op === Cmd.FLUSH;
 }
 
 const permanentErrors = new WeakSet<Error>();

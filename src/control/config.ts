@@ -283,6 +283,8 @@ function checkPush(url: string | undefined, intervalMs: number | undefined): { u
     throw new ConfigError(`pushUrl: "${url}" is not a URL`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`pushUrl: "${url}" must be http:// or https://`);
+  // fetch refuses them, and the URL is printed at startup and in failures.
+  if (parsed.username !== '' || parsed.password !== '') throw new ConfigError('pushUrl: credentials in the URL are not supported (they would be logged)');
   const every = intervalMs ?? DEFAULT_PUSH_INTERVAL_MS;
   if (!Number.isInteger(every) || every < 100 || every > 3_600_000) throw new ConfigError(`pushIntervalMs: ${every} must be an integer from 100 to 3600000`);
   return { url: parsed.href, intervalMs: every };

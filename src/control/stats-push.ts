@@ -10,6 +10,10 @@
  * - One POST at a time: a tick that finds the previous one still running
  *   is skipped (a slow controller gets fewer pushes, never a pile-up), and
  *   each POST gives up after the interval or 5 s, whichever is shorter.
+ *   Stopping aborts a POST in flight, so a hung controller never holds up
+ *   a server's shutdown.
+ * - Nothing it meets (a throwing snapshot, a network error) escapes as an
+ *   exception: it is counted and logged like a failed push.
  * - A failing controller is reported once when it starts failing and once
  *   when it recovers, not every tick.
  */
@@ -28,11 +32,12 @@ export interface PushState {
   lastSuccessAt: number | null;
 }
 
-/** Sends one body; resolves to the HTTP status, rejects on a network error or timeout. */
-export type Poster = (url: string, body: string, timeoutMs: number) => Promise<number>;
+/** Sends one body; resolves to the HTTP status, rejects on a network error, a timeout or `abort`. */
+export type Poster = (url: string, body: string, timeoutMs: number, abort: AbortSignal) => Promise<number>;
 
-const fetchPoster: Poster = async (url, body, timeoutMs) => {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+const fetchPoster: Poster = async (url, body, timeoutMs, abort) => {
+  const signal = AbortSignal.any([abort, AbortSignal.timeout(timeoutMs)]);
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
   // Drain the answer so the connection can be reused.
   await r.arrayBuffer();
   return r.status;
@@ -42,6 +47,7 @@ export class StatsPusher {
   readonly state: PushState = { sent: 0, failed: 0, skipped: 0, lastError: null, lastSuccessAt: null };
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  private readonly stopping = new AbortController();
   private failing = false;
   private readonly target: PushTarget;
   private readonly snapshot: () => unknown;
@@ -57,15 +63,16 @@ export class StatsPusher {
 
   start(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => this.tick(), this.target.intervalMs);
+    this.timer = setInterval(() => void this.tick(), this.target.intervalMs);
     // Pushing never keeps a server process alive by itself.
     this.timer.unref();
   }
 
-  /** Stops the ticks and waits for a POST in flight. */
+  /** Stops the ticks and aborts a POST in flight. */
   async stop(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.stopping.abort();
     await this.inFlight;
   }
 
@@ -82,11 +89,12 @@ export class StatsPusher {
   }
 
   private async pushOnce(): Promise<void> {
-    const body = JSON.stringify(this.snapshot());
+    if (this.stopping.signal.aborted) return;
     const timeoutMs = Math.min(this.target.intervalMs, 5000);
     let problem: string | null = null;
     try {
-      const status = await this.post(this.target.url, body, timeoutMs);
+      const body = JSON.stringify(this.snapshot());
+      const status = await this.post(this.target.url, body, timeoutMs, this.stopping.signal);
       if (status < 200 || status >= 300) problem = `HTTP ${status}`;
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };

@@ -36,13 +36,15 @@ export function stillServes(was: ExportedVolume, now: ExportedVolume | undefined
   return now !== undefined && now.tenant === was.tenant && now.plane === was.plane && stillCovers(was, now);
 }
 
-/** What every front end's connection needs from its worker. */
 /**
  * Idle time before the kernel starts TCP keepalive probes on a data
  * connection (Node then probes every second, ten times). A client machine
  * that dies or drops off the network without closing its connections has
  * them closed within about 40 s, freeing their buffers and in-flight state,
- * instead of holding them until the server restarts.
+ * instead of holding them until the server restarts. That holds for a
+ * connection with nothing unacknowledged; one that dies with replies in
+ * flight is ended by TCP's retransmission timeout instead (about 15 minutes
+ * with Linux defaults), which Node gives no way to shorten.
  */
 export const KEEPALIVE_IDLE_MS = 30_000;
 
@@ -52,6 +54,7 @@ export function tuneDataSocket(socket: Socket): void {
   socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
 }
 
+/** What every front end's connection needs from its worker. */
 export interface FrontEndContext {
   /** Plane for replies before an export is chosen; requests go to the export's `plane`. */
   plane: DataPlane;

@@ -255,4 +255,61 @@ describe('client reconnect', () => {
       await server.close();
     }
   });
+
+  it('after a connection is given up for a timeout, its reads are sent again but its writes fail with ECONNABORTED', async () => {
+    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+    const proxy = await TcpProxy.start(server.bindings[0].port);
+    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    try {
+      await c.write(0, pattern(5, 1));
+      proxy.freeze();
+      const first = c.read(0, BLOCK).then(() => null, (e: ReflexError) => e.code);
+      await new Promise((r) => setTimeout(r, 200));
+      // Outstanding when the first read's timeout condemns the connection.
+      const write = c.write(BLOCK, pattern(5, 2)).then(() => null, (e: ReflexError) => e.code);
+      const read = c.read(0, BLOCK).then((b) => b.equals(pattern(5, 1)), (e: ReflexError) => e.code);
+      assert.equal(await first, 'ETIMEDOUT');
+      assert.equal(await write, 'ECONNABORTED', 'a write that may still land must not be sent again');
+      assert.equal(await read, true, 'a read is sent again on the new connection');
+    } finally {
+      c.destroy();
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it('a slow server after a reconnect is not taken for dead: inherited deadlines do not condemn the new connection', async () => {
+    // Every request takes 250 ms on the device, well inside the 400 ms timeout.
+    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, faults: 'delay-us=250000', ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+    const proxy = await TcpProxy.start(server.bindings[0].port);
+    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    const stop = { now: false };
+    let ok = 0;
+    const lanes = Array.from({ length: 8 }, async (_, n) => {
+      // Staggered, so the lanes' deadlines are spread over the timeout.
+      await new Promise((r) => setTimeout(r, n * 31));
+      while (!stop.now) {
+        try {
+          await c.read(0, BLOCK);
+          ok++;
+        } catch {
+          // Timeouts around the stall are expected.
+        }
+      }
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      proxy.freeze();
+      await new Promise((r) => setTimeout(r, 1000));
+      const before = ok;
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(ok - before >= 16, `only ${ok - before} reads completed in 1.5 s after the stall (8 lanes at 250 ms each could do ~48)`);
+    } finally {
+      stop.now = true;
+      c.destroy();
+      await Promise.all(lanes);
+      await proxy.close();
+      await server.close();
+    }
+  });
 });

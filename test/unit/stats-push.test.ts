@@ -75,6 +75,36 @@ test('a slow controller never has two pushes in flight: ticks meanwhile are skip
   assert.equal(p.state.sent, 1);
 });
 
+test('a snapshot that throws is a failed push, not a crash', async () => {
+  const lines: string[] = [];
+  const p = new StatsPusher(target, () => {
+    throw new Error('no stats yet');
+  }, { post: async () => 200, log: (l) => lines.push(l) });
+  await p.tick();
+  assert.equal(p.state.failed, 1);
+  assert.equal(p.state.lastError, 'no stats yet');
+  assert.equal(lines.length, 1);
+});
+
+test('stop() aborts a POST to a hung controller at once', async () => {
+  let aborted = false;
+  const post: Poster = (_url, _body, _timeoutMs, abort) =>
+    new Promise((_resolve, reject) => {
+      abort.addEventListener('abort', () => {
+        aborted = true;
+        reject(new Error('aborted'));
+      });
+    });
+  const p = new StatsPusher({ url: target.url, intervalMs: 60_000 }, () => ({}), { post, log: () => {} });
+  void p.tick();
+  const t0 = performance.now();
+  await p.stop();
+  assert.ok(aborted, 'the POST in flight was not aborted');
+  assert.ok(performance.now() - t0 < 100);
+  await p.tick();
+  assert.equal(p.state.sent + p.state.failed, 1, 'no push after stop()');
+});
+
 test('the pushed document drops the per-second series and names the server', () => {
   const view = {
     now: 1,
@@ -103,6 +133,7 @@ test('push settings are checked: a URL that is not http(s), an interval out of r
     [{ pushIntervalMs: 1000 }, /without pushUrl/],
     [{ serverId: 'a b' }, /serverId/],
     [{ serverId: '' }, /serverId/],
+    [{ pushUrl: 'http://user:secret@127.0.0.1/x' }, /credentials/],
   ] as const) {
     assert.throws(() => resolveConfig({ ...base, ...raw }, 1), (e: Error) => e instanceof ConfigError && msg.test(e.message), JSON.stringify(raw));
   }
