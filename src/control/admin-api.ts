@@ -16,6 +16,7 @@ import type { ControlPlane, TenantCreate } from './control-plane.ts';
 import type { PortRecord, Result } from './registry.ts';
 import { AdminMetrics } from './metrics.ts';
 import { Sampler } from './sampler.ts';
+import type { PushState } from './stats-push.ts';
 import { statsView } from './admin-stats.ts';
 import { STATUS_PAGE_HTML } from './status-page.ts';
 import { tokenMatches } from './admin-token.ts';
@@ -33,6 +34,8 @@ export interface AdminServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** A sampler the caller owns; default: one started here and stopped by close(). */
   sampler?: Sampler;
+  /** The stats pusher's counters, for /metrics (null or absent: not pushing). */
+  pushState?: () => PushState | null;
 }
 
 export interface AdminServer {
@@ -114,11 +117,11 @@ export class AdminApi {
   readonly sampler: Sampler;
   readonly metrics: AdminMetrics;
 
-  constructor(control: ControlPlane, token: string, sampler: Sampler) {
+  constructor(control: ControlPlane, token: string, sampler: Sampler, pushState?: () => PushState | null) {
     this.control = control;
     this.token = token;
     this.sampler = sampler;
-    this.metrics = new AdminMetrics(control, sampler);
+    this.metrics = new AdminMetrics(control, sampler, pushState);
   }
 
   /** Node's request handler: never throws, always answers. */
@@ -266,7 +269,7 @@ function send(res: http.ServerResponse, r: Reply): void {
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const ownSampler = opts.sampler === undefined;
   const sampler = opts.sampler ?? new Sampler(opts.control);
-  const api = new AdminApi(opts.control, opts.token, sampler);
+  const api = new AdminApi(opts.control, opts.token, sampler, opts.pushState);
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => api.handle(req, res);
   const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : http.createServer(handler);
   server.headersTimeout = 10_000;

@@ -15,6 +15,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ControlPlane, DeviceView, TenantStats, TenantView, WorkerStatsView } from './control-plane.ts';
 import type { Sampler } from './sampler.ts';
+import type { PushState } from './stats-push.ts';
 import { HIST_BUCKETS, bucketUpperUs } from '../dataplane/tenant-counters.ts';
 
 /** Histogram bucket indexes exposed as `le` bounds: every 8th (powers of two µs). */
@@ -44,7 +45,7 @@ export class AdminMetrics {
   /** Filled at the start of each scrape so all families agree and stats() is read once. */
   private scrape: Scrape = { stats: [], workers: [], tenants: new Map(), devices: [] };
 
-  constructor(control: ControlPlane, sampler: Sampler) {
+  constructor(control: ControlPlane, sampler: Sampler, pushState: () => PushState | null = () => null) {
     this.control = control;
     this.sampler = sampler;
     const registers = [this.registry];
@@ -69,6 +70,14 @@ export class AdminMetrics {
     });
     counter('reflex_tenant_errors_total', 'Requests answered with an error', ['tenant'], (c) => {
       for (const s of m.scrape.stats) c.inc({ tenant: s.name }, s.errors);
+    });
+    // Stats pushed to a cluster controller (--push-url); no samples when off.
+    counter('reflex_stats_push_total', 'Stats pushes to the cluster controller, by result (skipped: the previous push was still running)', ['result'], (c) => {
+      const p = pushState();
+      if (p === null) return;
+      c.inc({ result: 'sent' }, p.sent);
+      c.inc({ result: 'failed' }, p.failed);
+      c.inc({ result: 'skipped' }, p.skipped);
     });
     // Receive coalescing (see dataplane/coalescing.ts): how often a worker
     // slept to gather pipelined requests, and for how long in all.

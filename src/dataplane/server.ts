@@ -15,7 +15,8 @@ import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
 import { Errno } from '../storage/engine.ts';
 import type { Sampler } from '../control/sampler.ts';
-import type { StatsPusher } from '../control/stats-push.ts';
+import type { PushState, StatsPusher } from '../control/stats-push.ts';
+import type { AdminServerOptions } from '../control/admin-api.ts';
 import type { PlaneState } from './plane-state.ts';
 import { TenantCounters } from './tenant-counters.ts';
 import { WorkerStats } from './worker-stats.ts';
@@ -281,9 +282,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     sampler.start();
   }
   let admin: { port: number; token: string; close(): Promise<void> } | null = null;
+  let pusher: StatsPusher | null = null;
   if (config.adminPort !== null) {
     try {
-      admin = await startAdmin(config, control, sampler!);
+      admin = await startAdmin(config, control, sampler!, () => pusher?.state ?? null);
     } catch (err) {
       sampler?.stop();
       await Promise.all(workers.map((w) => w.terminate()));
@@ -291,7 +293,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       throw err;
     }
   }
-  let pusher: StatsPusher | null = null;
   if (config.push !== null) {
     const { StatsPusher, pushPayload } = await import('../control/stats-push.ts');
     const { statsView } = await import('../control/admin-stats.ts');
@@ -361,10 +362,15 @@ function drainWorker(w: Worker, timeoutMs: number): Promise<void> {
 }
 
 /** The admin API (its module is loaded only when an admin port is configured). */
-async function startAdmin(config: ServerConfig, control: ControlPlane, sampler: Sampler): Promise<{ port: number; token: string; close(): Promise<void> }> {
+async function startAdmin(
+  config: ServerConfig,
+  control: ControlPlane,
+  sampler: Sampler,
+  pushState: () => PushState | null,
+): Promise<{ port: number; token: string; close(): Promise<void> }> {
   const mod = await import('../control/admin-api.ts');
   const token = mod.loadOrCreateAdminToken(config.dataDir, config.adminToken ?? undefined);
-  const opts: { control: ControlPlane; host: string; port: number; token: string; sampler: Sampler; tls?: { cert: Buffer; key: Buffer } } = { control, host: config.host, port: config.adminPort!, token, sampler };
+  const opts: AdminServerOptions = { control, host: config.host, port: config.adminPort!, token, sampler, pushState };
   if (config.tls) opts.tls = { cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) };
   const s = await mod.startAdminServer(opts);
   return { port: s.port, token, close: () => s.close() };

@@ -28,7 +28,9 @@ test('stats are pushed every interval with the server identity and live tenant n
   });
   await new Promise<void>((r) => controller.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(controller.address() as { port: number }).port}/reflex`;
-  const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, pushUrl: url, pushIntervalMs: 200, serverId: 'flash-7', ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+  const server = await startServer(
+    resolveConfig({ memory: 16 * MiB, workers: 1, pushUrl: url, pushIntervalMs: 200, serverId: 'flash-7', adminPort: 0, adminToken: 'push-test-token-0123', ports: [{ port: 0, volumeSize: '8M' }] }, 1),
+  );
   try {
     const port = server.bindings[0].port;
     const c = await connect({ port });
@@ -48,6 +50,10 @@ test('stats are pushed every interval with the server identity and live tenant n
     assert.ok(docs.some((d) => (d.tenants[0].current.iops ?? 0) > 0), 'no pushed document shows the reads');
     assert.ok(last.tenants[0].totals.readOps > 0);
     assert.equal(server.push!.state.failed, 0);
+    // The same counts on /metrics.
+    const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    const sent = /^reflex_stats_push_total\{result="sent"\} (\d+)/m.exec(metrics);
+    assert.ok(sent !== null && Number(sent[1]) >= 5, `no push count on /metrics:\n${metrics.split('\n').filter((l) => l.includes('push')).join('\n')}`);
   } finally {
     await server.close();
     await new Promise<void>((r) => controller.close(() => r()));
