@@ -28,9 +28,13 @@ test('stats are pushed every interval with the server identity and live tenant n
   });
   await new Promise<void>((r) => controller.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(controller.address() as { port: number }).port}/reflex`;
+  // The controller is closed even when the server fails to start.
   const server = await startServer(
     resolveConfig({ memory: 16 * MiB, workers: 1, pushUrl: url, pushIntervalMs: 200, serverId: 'flash-7', adminPort: 0, adminToken: 'push-test-token-0123', ports: [{ port: 0, volumeSize: '8M' }] }, 1),
-  );
+  ).catch(async (err: unknown) => {
+    await new Promise<void>((r) => controller.close(() => r()));
+    throw err;
+  });
   try {
     const port = server.bindings[0].port;
     const c = await connect({ port });
