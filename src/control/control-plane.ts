@@ -10,7 +10,7 @@
 import type { TenantSpec } from './config.ts';
 import { MAX_TENANTS, Registry, type ScrubRecord, type CredentialRecord, type PortRecord, type RegistrySnapshot, type Result, type TenantRecord, type VolumeRecord } from './registry.ts';
 import { Field, HIST_BUCKETS, TenantCounters, quantileUs } from '../dataplane/tenant-counters.ts';
-import { WorkerField, type WorkerStats } from '../dataplane/worker-stats.ts';
+import { CLOSE_REASONS, WorkerField, type CloseReason, type WorkerStats } from '../dataplane/worker-stats.ts';
 import type { PlaneState } from '../dataplane/plane-state.ts';
 
 /** Persists registry snapshots; see store.ts. */
@@ -99,6 +99,10 @@ export interface WorkerStatsView {
   coalesceChecks: number;
   coalesceSleeps: number;
   coalesceSleptUs: number;
+  /** Data connections accepted (native and NBD). */
+  connectionsOpened: number;
+  /** Data connections ended, by why (see CLOSE_REASONS in dataplane/worker-stats.ts). */
+  connectionsClosed: Record<CloseReason, number>;
 }
 
 /** What the server gives the control plane: apply state to workers, read counters. */
@@ -383,6 +387,8 @@ export class ControlPlane {
         coalesceChecks: w.get(i, WorkerField.COALESCE_CHECKS),
         coalesceSleeps: w.get(i, WorkerField.COALESCE_SLEEPS),
         coalesceSleptUs: w.get(i, WorkerField.COALESCE_SLEPT_US),
+        connectionsOpened: w.get(i, WorkerField.CONNECTIONS_OPENED),
+        connectionsClosed: Object.fromEntries(CLOSE_REASONS.map((r, k) => [r, w.get(i, WorkerField.CONNECTIONS_CLOSED + k)])) as Record<CloseReason, number>,
       });
     }
     return out;

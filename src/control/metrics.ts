@@ -71,6 +71,14 @@ export class AdminMetrics {
     counter('reflex_tenant_errors_total', 'Requests answered with an error', ['tenant'], (c) => {
       for (const s of m.scrape.stats) c.inc({ tenant: s.name }, s.errors);
     });
+    // Data connections per worker: accepted, and ended by why (a rise in
+    // 'error' after a network event is keepalive closing dead peers).
+    counter('reflex_worker_connections_opened_total', 'Data connections accepted (native and NBD)', ['worker'], (c) => {
+      for (const w of m.scrape.workers) c.inc({ worker: String(w.worker) }, w.connectionsOpened);
+    });
+    counter('reflex_worker_connections_closed_total', 'Data connections ended, by reason: peer, error (reset or keepalive), protocol, revoked, timeout (NBD negotiation), shutdown', ['worker', 'reason'], (c) => {
+      for (const w of m.scrape.workers) for (const [reason, n] of Object.entries(w.connectionsClosed)) c.inc({ worker: String(w.worker), reason }, n);
+    });
     // Stats pushed to a cluster controller (--push-url); no samples when off.
     counter('reflex_stats_push_total', 'Stats pushes to the cluster controller, by result (skipped: the previous push was still running)', ['result'], (c) => {
       const p = pushState();

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { DataPlane } from './data-plane.ts';
+import type { CloseReason } from './worker-stats.ts';
 
 /** A volume as a front end sees it: a tenant's byte range of the device. */
 export interface ExportedVolume {
@@ -67,7 +68,7 @@ export interface FrontEndContext {
   /** True while the server drains for shutdown. */
   isDraining: () => boolean;
   /** Called once when the connection is gone. */
-  onClose: () => void;
+  onClose: (reason: CloseReason) => void;
   /**
    * TLS for STARTTLS (NBD), when the server has a certificate. When set, the
    * front end requires TLS: no export is served over plaintext.

@@ -18,6 +18,7 @@ import type { DataPlane, Flushable } from './data-plane.ts';
 import type { DpRequest, RequestOwner } from './request.ts';
 import { Field } from './tenant-counters.ts';
 import { tuneDataSocket } from './front-end.ts';
+import type { CloseReason } from './worker-stats.ts';
 
 export interface Volume {
   /** Volume name (what ATTACH and NBD call it). */
@@ -48,7 +49,7 @@ export interface ConnectionContext {
   /** Called when the connection's binding changes (null: gone). */
   onBind?: (conn: ReflexConnection, binding: Binding | null) => void;
   /** Called once when the connection is gone. */
-  onClose?: () => void;
+  onClose?: (reason: CloseReason) => void;
   /** True while the server drains for shutdown: new requests get ESHUTDOWN. */
   isDraining?: () => boolean;
 }
@@ -94,6 +95,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private readPaused = false;
   private closed = false;
   private closeAfterFlush = false;
+  /** Why it is closing, once known (the first cause wins). */
+  private closeReason: CloseReason | null = null;
 
   constructor(socket: Socket, ctx: ConnectionContext) {
     this.socket = socket;
@@ -105,9 +108,13 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     tuneDataSocket(socket);
     socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
     socket.on('drain', () => this.maybeResume());
-    socket.on('error', () => this.teardown());
+    socket.on('error', () => {
+      this.closeReason ??= 'error';
+      this.teardown();
+    });
     socket.on('close', () => this.teardown());
     socket.on('end', () => {
+      this.closeReason ??= 'peer';
       // Half-close from the client: answer what is in flight, then close.
       this.closeAfterFlush = true;
       if (this.outstanding === 0 && this.pending.length === 0) socket.end();
@@ -124,6 +131,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   /** The control plane took this connection's tenant or volume away. */
   revoke(): void {
+    this.closeReason ??= 'revoked';
     this.teardown();
   }
 
@@ -178,6 +186,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     // The stream cannot be trusted past this header: answer it, then close.
     this.replyError(f, Status.EINVAL);
     void code;
+    this.closeReason ??= 'protocol';
     this.closeAfterFlush = true;
   }
 
@@ -328,7 +337,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       // One answer for every failure, so a client learns nothing about which part was wrong.
       if (found !== null) found.binding.plane.counters.add(found.binding.tenant, Field.REFUSED, 1);
       this.push(Status.EPERM, f.handleLo, f.handleHi, f.lbaLo, f.lbaHi, 0, null, 0, null);
-      if (++this.attachFailures >= MAX_ATTACH_FAILURES) this.closeAfterFlush = true;
+      if (++this.attachFailures >= MAX_ATTACH_FAILURES) {
+        this.closeReason ??= 'protocol';
+        this.closeAfterFlush = true;
+      }
       return;
     }
     this.rebind(found.binding);
@@ -415,7 +427,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     if (this.binding !== null) this.rebind(null);
     // In-flight requests still complete; `push` releases them once closed.
     this.socket.destroy();
-    this.ctx.onClose?.();
+    this.ctx.onClose?.(this.closeReason ?? 'peer');
   }
 }
 

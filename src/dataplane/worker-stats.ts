@@ -1,6 +1,7 @@
 /**
  * Per-worker counters, for what belongs to a worker thread rather than to a
- * tenant: receive coalescing so far. One row per worker in a
+ * tenant: receive coalescing, and data connections opened and closed (by
+ * why they closed). One row per worker in a
  * SharedArrayBuffer that the main thread reads at scrape time; each worker
  * writes only its own row (plain aligned stores, as in tenant-counters.ts).
  */
@@ -11,8 +12,29 @@ export const WorkerField = {
   COALESCE_SLEEPS: 1,
   /** µs asked of those sleeps. */
   COALESCE_SLEPT_US: 2,
+  /** Data connections accepted (native and NBD). */
+  CONNECTIONS_OPENED: 3,
+  /** First of CLOSE_REASONS.length counters: connections closed, by reason. */
+  CONNECTIONS_CLOSED: 4,
 } as const;
-export const WORKER_FIELD_COUNT = 3;
+
+/**
+ * Why a data connection ended, in counter order:
+ *   peer      the client closed it
+ *   error     the socket failed: reset by the peer, or keepalive gave up
+ *   protocol  the server closed it for bad input, a failed negotiation or refused credentials
+ *   revoked   its tenant or volume was taken away by the control plane
+ *   timeout   NBD negotiation did not finish in time
+ *   shutdown  the server was draining
+ */
+export const CLOSE_REASONS = ['peer', 'error', 'protocol', 'revoked', 'timeout', 'shutdown'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+export const WORKER_FIELD_COUNT = WorkerField.CONNECTIONS_CLOSED + CLOSE_REASONS.length;
+
+/** Counts a closed connection in a worker's row. */
+export function countClose(row: Float64Array, reason: CloseReason): void {
+  row[WorkerField.CONNECTIONS_CLOSED + CLOSE_REASONS.indexOf(reason)]++;
+}
 
 export class WorkerStats {
   readonly workers: number;

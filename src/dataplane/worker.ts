@@ -15,7 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openEngine } from '../storage/open-engine.ts';
 import { Errno } from '../storage/engine.ts';
 import { Coalescer, strictestObjective } from './coalescing.ts';
-import { WorkerStats } from './worker-stats.ts';
+import { countClose, WorkerField, WorkerStats, type CloseReason } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
 import { stillCovers, stillServes, type ExportedVolume } from './front-end.ts';
@@ -59,9 +59,19 @@ async function main(init: WorkerInit): Promise<void> {
   }
   const home = devices[0].plane;
   let coalescer: Coalescer | null = null;
+  // This worker's row of shared counters (coalescing, connections).
+  const stats = new WorkerStats(init.workerStatsSab, init.workerCount).row(init.workerIndex);
+  /**
+   * Counts a data connection's end; while draining, the server ended it.
+   * Once drained, the connections still open are counted at once as ended
+   * by shutdown (the thread is terminated before their sockets report it).
+   */
+  let counting = true;
+  const closed = (reason: CloseReason): void => {
+    if (counting) countClose(stats, draining && reason === 'peer' ? 'shutdown' : reason);
+  };
   // Receive coalescing, one per worker, shared by its planes; never while polling.
   if (init.coalesceUs > 0 && !init.poll && sleepUs !== null) {
-    const stats = new WorkerStats(init.workerStatsSab, init.workerCount).row(init.workerIndex);
     coalescer = new Coalescer(init.coalesceUs, sleepUs, stats);
     for (const d of devices) d.plane.coalescer = coalescer;
   }
@@ -114,10 +124,12 @@ async function main(init: WorkerInit): Promise<void> {
     sockets.add(socket);
     const binding = fixed === null ? null : bindingFor(fixed.tenant, fixed.volume);
     if (fixed !== null && binding === null) {
+      sockets.delete(socket);
       socket.destroy();
       return;
     }
     let self: ReflexConnection | null = null;
+    stats[WorkerField.CONNECTIONS_OPENED]++;
     self = new ReflexConnection(socket, {
       binding,
       home,
@@ -136,9 +148,10 @@ async function main(init: WorkerInit): Promise<void> {
         else conns.add(c);
         rebalance();
       },
-      onClose: () => {
+      onClose: (reason) => {
         sockets.delete(socket);
         if (self !== null) conns.delete(self);
+        closed(reason);
       },
       isDraining: () => draining,
     });
@@ -221,6 +234,7 @@ async function main(init: WorkerInit): Promise<void> {
     // NBD negotiates TLS in-band (STARTTLS), so its listener is plain TCP.
     const server = net.createServer({ noDelay: true }, (socket) => {
       sockets.add(socket);
+      stats[WorkerField.CONNECTIONS_OPENED]++;
       const conn: NbdConnection = new NbdConnection(socket, {
         plane: home,
         tls: nbdTls,
@@ -231,9 +245,10 @@ async function main(init: WorkerInit): Promise<void> {
         maxRequestBytes: NBD_MAX_PAYLOAD,
         maxOutstanding: init.maxOutstanding,
         isDraining: () => draining,
-        onClose: () => {
+        onClose: (reason) => {
           sockets.delete(socket);
           nbdConns.delete(conn);
+          closed(reason);
           rebalance();
         },
         onAttach: () => rebalance(),
@@ -270,6 +285,8 @@ async function main(init: WorkerInit): Promise<void> {
       // Let the last replies reach their sockets before closing them.
       await new Promise((r) => setImmediate(r));
       for (const s of sockets) s.end();
+      counting = false;
+      for (let i = 0; i < sockets.size; i++) countClose(stats, 'shutdown');
       for (const d of devices) await d.plane.engine.close();
       const reply: WorkerReply = { type: 'drained' };
       port.postMessage(reply);

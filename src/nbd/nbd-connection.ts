@@ -47,6 +47,7 @@ import { stillServes, tuneDataSocket, type ExportedVolume, type FrontEndContext 
 import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
 import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';
+import type { CloseReason } from '../dataplane/worker-stats.ts';
 
 /** Above this many bytes of unsent replies, stop reading the client. */
 /**
@@ -111,6 +112,8 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private closing = false;
   /** Why the connection ended early (protocol error), for tests and logs. */
   closeReason: string | null = null;
+  /** The counted kind of ending (the first cause wins). */
+  private closeKind: CloseReason | null = null;
 
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
   private readonly onDrainBound = (): void => this.maybeResume();
@@ -118,8 +121,15 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     // Half-close from the client: answer what is in flight, then close.
     this.beginClose(null);
   };
-  private readonly onTimeoutBound = (): void => this.fail('negotiation timed out');
+  private readonly onTimeoutBound = (): void => {
+    this.closeKind ??= 'timeout';
+    this.fail('negotiation timed out');
+  };
   private readonly teardownBound = (): void => this.teardown();
+  private readonly onErrorBound = (): void => {
+    this.closeKind ??= 'error';
+    this.teardown();
+  };
 
   constructor(socket: Socket, ctx: FrontEndContext) {
     this.socket = socket;
@@ -141,7 +151,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
       requireTls: tls,
     });
     tuneDataSocket(socket);
-    socket.on('error', this.teardownBound);
+    socket.on('error', this.onErrorBound);
     socket.on('close', this.teardownBound);
     this.attach(socket);
     socket.write(this.handshake.greeting());
@@ -245,7 +255,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     const options: TLSSocketOptions & { pskCallback: (socket: TLSSocket, identity: string | null) => Buffer | null } = { isServer: true, secureContext, pskCallback: this.pskBound };
     const secure = new TLSSocket(plain, options);
     // A failed TLS handshake or a broken record ends the connection.
-    secure.on('error', this.teardownBound);
+    secure.on('error', this.onErrorBound);
     secure.on('close', this.teardownBound);
     this.attach(secure);
     hs.tlsStarted();
@@ -518,6 +528,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private beginClose(reason: string | null): void {
     if (this.closed) return;
     if (reason !== null && this.closeReason === null) this.closeReason = reason;
+    this.closeKind ??= reason === null ? 'peer' : 'protocol';
     if (!this.closing) {
       this.closing = true;
       this.parser?.pause();
@@ -551,6 +562,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
    */
   revoke(): void {
     if (this.closeReason === null) this.closeReason = 'volume revoked by the control plane';
+    this.closeKind ??= 'revoked';
     this.teardown();
   }
 
@@ -566,6 +578,6 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     // In-flight requests still complete; `complete` releases them once closed.
     this.socket.destroy();
     if (this.plain !== this.socket) this.plain.destroy();
-    this.ctx.onClose();
+    this.ctx.onClose(this.closeKind ?? 'peer');
   }
 }

@@ -274,8 +274,19 @@ test('admin: /api/stats reports sampled IOPS and p95 against the objective', asy
   const row = fx.workerStats.row(0);
   row[WorkerField.COALESCE_CHECKS] = 10;
   row[WorkerField.COALESCE_SLEEPS] = 4;
+  row[WorkerField.CONNECTIONS_OPENED] = 3;
+  row[WorkerField.CONNECTIONS_CLOSED + 1] = 2; // 'error'
   const w = (await call('GET', '/api/stats', undefined, { token: null })).body.workers;
-  assert.deepEqual(w, [{ worker: 0, coalesceChecks: 10, coalesceSleeps: 4, coalesceSleptUs: 0 }]);
+  assert.deepEqual(w, [
+    {
+      worker: 0,
+      coalesceChecks: 10,
+      coalesceSleeps: 4,
+      coalesceSleptUs: 0,
+      connectionsOpened: 3,
+      connectionsClosed: { peer: 0, error: 2, protocol: 0, revoked: 0, timeout: 0, shutdown: 0 },
+    },
+  ]);
 });
 
 test('admin token: created once with mode 0600, reused, or given; constant-time compare', () => {
