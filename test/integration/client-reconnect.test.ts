@@ -40,6 +40,30 @@ async function stop(s: ServerProcess, sig: NodeJS.Signals): Promise<void> {
   await s.exited;
 }
 
+/**
+ * An in-process memory server behind a TcpProxy (so a test can cut, freeze
+ * or black-hole the path) and a reconnecting client through it; all three
+ * are torn down after `body`.
+ */
+async function proxied(
+  o: { faults?: string; timeoutMs: number; connectTimeoutMs?: number },
+  body: (c: ReflexClient, proxy: TcpProxy) => Promise<void>,
+): Promise<void> {
+  const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, faults: o.faults, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
+  const proxy = await TcpProxy.start(server.bindings[0].port);
+  try {
+    const c = await connect({ port: proxy.port, timeoutMs: o.timeoutMs, connectTimeoutMs: o.connectTimeoutMs, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+    try {
+      await body(c, proxy);
+    } finally {
+      c.destroy();
+    }
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+}
+
 /** A block's contents for (lane, version): every byte says which write it was. */
 function pattern(lane: number, version: number): Buffer {
   const b = Buffer.alloc(BLOCK);
@@ -181,10 +205,7 @@ describe('client reconnect', () => {
 
   it('a request sent again keeps its first deadline', async () => {
     // Every device request takes 1.5 s, so the read is still in flight when its connection is cut.
-    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, faults: 'delay-us=1500000', ports: [{ port: 0, volumeSize: '8M' }] }, 1));
-    const proxy = await TcpProxy.start(server.bindings[0].port);
-    const c = await connect({ port: proxy.port, timeoutMs: 1000, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    try {
+    await proxied({ faults: 'delay-us=1500000', timeoutMs: 1000 }, async (c, proxy) => {
       const t0 = performance.now();
       const read = c.read(0, BLOCK).then(() => null, (e: ReflexError) => e);
       const reconnected = new Promise((r) => c.once('reconnect', r));
@@ -194,19 +215,11 @@ describe('client reconnect', () => {
       const took = performance.now() - t0;
       assert.equal(err?.code, 'ETIMEDOUT');
       assert.ok(took < 1250, `failed after ${took.toFixed(0)} ms: the re-send got a fresh timeout`);
-    } finally {
-      c.destroy();
-      await proxy.close();
-      await server.close();
-    }
+    });
   });
 
   it('a server that accepts and never answers the handshake does not stall reconnecting, and close() leaves no socket behind', async () => {
-    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
-    const proxy = await TcpProxy.start(server.bindings[0].port);
-    const c = await connect({ port: proxy.port, timeoutMs: 10_000, connectTimeoutMs: 300, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    let d: ReflexClient | null = null;
-    try {
+    await proxied({ timeoutMs: 10_000, connectTimeoutMs: 300 }, async (c, proxy) => {
       await c.write(0, pattern(3, 1));
       proxy.blackhole = true;
       const accepted = proxy.accepted;
@@ -218,30 +231,26 @@ describe('client reconnect', () => {
       const t1 = performance.now();
       assert.ok((await read).equals(pattern(3, 1)));
       assert.ok(performance.now() - t1 < 1000, 'the first attempt after the server answered again succeeded');
-      d = await connect({ port: proxy.port, timeoutMs: 10_000, connectTimeoutMs: 5000, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-      // d is stuck in a handshake that will never be answered: close() must end it.
-      proxy.blackhole = true;
-      const before = proxy.accepted;
-      for (const conn of d.pool.connections) conn.destroy();
-      while (proxy.accepted === before) await new Promise((r) => setTimeout(r, 10));
-      const t0 = performance.now();
-      await d.close();
-      assert.ok(performance.now() - t0 < 500, 'close() waited for the hung handshake');
-      for (let i = 0; i < 50 && proxy.openClients > 1; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(proxy.openClients, 1, 'only c’s connection is left open');
-    } finally {
-      c.destroy();
-      d?.destroy();
-      await proxy.close();
-      await server.close();
-    }
+      const d = await connect({ port: proxy.port, timeoutMs: 10_000, connectTimeoutMs: 5000, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
+      try {
+        // d is stuck in a handshake that will never be answered: close() must end it.
+        proxy.blackhole = true;
+        const before = proxy.accepted;
+        for (const conn of d.pool.connections) conn.destroy();
+        while (proxy.accepted === before) await new Promise((r) => setTimeout(r, 10));
+        const t0 = performance.now();
+        await d.close();
+        assert.ok(performance.now() - t0 < 500, 'close() waited for the hung handshake');
+        for (let i = 0; i < 50 && proxy.openClients > 1; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(proxy.openClients, 1, 'only c’s connection is left open');
+      } finally {
+        d.destroy();
+      }
+    });
   });
 
   it('a connection that silently stops answering is replaced once a request on it times out', async () => {
-    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
-    const proxy = await TcpProxy.start(server.bindings[0].port);
-    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    try {
+    await proxied({ timeoutMs: 400 }, async (c, proxy) => {
       await c.write(0, pattern(4, 1));
       const reconnected = new Promise((r) => c.once('reconnect', r));
       proxy.freeze();
@@ -249,18 +258,11 @@ describe('client reconnect', () => {
       const giveUp = new Promise((_, reject) => setTimeout(() => reject(new Error('the dead connection was not replaced')), 3000).unref());
       await Promise.race([reconnected, giveUp]);
       assert.ok((await c.read(0, BLOCK)).equals(pattern(4, 1)), 'served on the new connection');
-    } finally {
-      c.destroy();
-      await proxy.close();
-      await server.close();
-    }
+    });
   });
 
   it('after a connection is given up for a timeout, its reads are sent again but its writes fail with ECONNABORTED', async () => {
-    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, ports: [{ port: 0, volumeSize: '8M' }] }, 1));
-    const proxy = await TcpProxy.start(server.bindings[0].port);
-    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    try {
+    await proxied({ timeoutMs: 400 }, async (c, proxy) => {
       await c.write(0, pattern(5, 1));
       proxy.freeze();
       const first = c.read(0, BLOCK).then(() => null, (e: ReflexError) => e.code);
@@ -271,45 +273,38 @@ describe('client reconnect', () => {
       assert.equal(await first, 'ETIMEDOUT');
       assert.equal(await write, 'ECONNABORTED', 'a write that may still land must not be sent again');
       assert.equal(await read, true, 'a read is sent again on the new connection');
-    } finally {
-      c.destroy();
-      await proxy.close();
-      await server.close();
-    }
+    });
   });
 
   it('a slow server after a reconnect is not taken for dead: inherited deadlines do not condemn the new connection', async () => {
     // Every request takes 250 ms on the device, well inside the 400 ms timeout.
-    const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, faults: 'delay-us=250000', ports: [{ port: 0, volumeSize: '8M' }] }, 1));
-    const proxy = await TcpProxy.start(server.bindings[0].port);
-    const c = await connect({ port: proxy.port, timeoutMs: 400, reconnect: { initialDelayMs: 10, maxDelayMs: 20 } });
-    const stop = { now: false };
-    let ok = 0;
-    const lanes = Array.from({ length: 8 }, async (_, n) => {
-      // Staggered, so the lanes' deadlines are spread over the timeout.
-      await new Promise((r) => setTimeout(r, n * 31));
-      while (!stop.now) {
-        try {
-          await c.read(0, BLOCK);
-          ok++;
-        } catch {
-          // Timeouts around the stall are expected.
+    await proxied({ faults: 'delay-us=250000', timeoutMs: 400 }, async (c, proxy) => {
+      const stop = { now: false };
+      let ok = 0;
+      const lanes = Array.from({ length: 8 }, async (_, n) => {
+        // Staggered, so the lanes' deadlines are spread over the timeout.
+        await new Promise((r) => setTimeout(r, n * 31));
+        while (!stop.now) {
+          try {
+            await c.read(0, BLOCK);
+            ok++;
+          } catch {
+            // Timeouts around the stall are expected.
+          }
         }
+      });
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        proxy.freeze();
+        await new Promise((r) => setTimeout(r, 1000));
+        const before = ok;
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.ok(ok - before >= 16, `only ${ok - before} reads completed in 1.5 s after the stall (8 lanes at 250 ms each could do ~48)`);
+      } finally {
+        stop.now = true;
+        c.destroy();
+        await Promise.all(lanes);
       }
     });
-    try {
-      await new Promise((r) => setTimeout(r, 300));
-      proxy.freeze();
-      await new Promise((r) => setTimeout(r, 1000));
-      const before = ok;
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.ok(ok - before >= 16, `only ${ok - before} reads completed in 1.5 s after the stall (8 lanes at 250 ms each could do ~48)`);
-    } finally {
-      stop.now = true;
-      c.destroy();
-      await Promise.all(lanes);
-      await proxy.close();
-      await server.close();
-    }
   });
 });
