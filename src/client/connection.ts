@@ -26,6 +26,7 @@ import tls from 'node:tls';
 import { FrameParser, responsePayload, writeHeader, lo32, hi32, OPCODE_MASK, type Frame, type FrameSink } from '../protocol/reflex-codec.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus, Status } from '../protocol/reflex-constants.ts';
 import { assert } from '../util/assert.ts';
+import { tuneDataSocket } from '../util/socket-options.ts';
 import { LocalStatus, STATUS_OK, ReflexConnectionError } from './errors.ts';
 
 /** Bytes one plain-TCP read may take; the parser keeps only partial frames. */
@@ -65,13 +66,6 @@ export interface ConnectionOptions {
    */
   closeOnTimeout?: boolean;
 }
-
-/**
- * Idle time before TCP keepalive probes (Node then probes every second, ten
- * times): a server that vanished without a FIN or RST is noticed within
- * about 40 s even when no request is outstanding.
- */
-const KEEPALIVE_IDLE_MS = 30_000;
 
 /** Payloads at least this large are sent by reference instead of copied into the slab. */
 const ZERO_COPY_MIN = 16 * 1024;
@@ -133,8 +127,7 @@ export class ClientConnection implements FrameSink {
     this.handleLo = lo32(first);
     this.handleHi = hi32(first);
     this.parser = this.makeParser();
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    tuneDataSocket(socket);
     if (reader === null) {
       socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
     } else {

@@ -24,7 +24,7 @@ import { errorFromStatus, LocalStatus, STATUS_OK } from './errors.ts';
 import { EventEmitter } from 'node:events';
 import { ClientConnection, type ConnectionOptions } from './connection.ts';
 import { Pool } from './pool.ts';
-import { isRetriable, permanent, Reconnector, type ReconnectOptions, type Resendable } from './reconnect.ts';
+import { isRetriable, permanent, Reconnector, resolveReconnectOptions, type ReconnectOptions, type Resendable } from './reconnect.ts';
 import { assert } from '../util/assert.ts';
 
 export { ClientConnection, type ConnectionOptions, type ResponseSink } from './connection.ts';
@@ -118,11 +118,6 @@ class PendingRequest implements Resendable {
     this.settled = true;
     this.reject(typeof err === 'number' ? errorFromStatus(err, this.what) : err);
   }
-}
-
-export interface ReconnectEvent {
-  /** Index of the connection in the client's pool. */
-  connection: number;
 }
 
 /**
@@ -323,6 +318,8 @@ async function attachOn(conn: ClientConnection, creds: AttachCredentials): Promi
 export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
   const sectorSize = opts.sectorSize ?? DEFAULT_SECTOR_SIZE;
   if (!Number.isInteger(sectorSize) || sectorSize <= 0) throw new RangeError(`sectorSize: ${sectorSize} must be a positive integer`);
+  // Checked before any socket opens, so a bad option leaves nothing behind.
+  const reconnect = opts.reconnect ? resolveReconnectOptions(opts.reconnect === true ? {} : opts.reconnect) : null;
   const connOpts: ConnectionOptions = {
     host: opts.host,
     port: opts.port,
@@ -345,8 +342,6 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
       throw err;
     }
   }
-  if (opts.reconnect) {
-    client.enableReconnect(connOpts, hello ? (opts.attach ?? null) : null, hello, opts.reconnect === true ? {} : opts.reconnect);
-  }
+  if (reconnect !== null) client.enableReconnect(connOpts, hello ? (opts.attach ?? null) : null, hello, reconnect);
   return client;
 }

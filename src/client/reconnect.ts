@@ -54,6 +54,16 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
 }
 
+/** The options with their defaults; a RangeError for values that make no sense. */
+export function resolveReconnectOptions(opts: ReconnectOptions): Required<ReconnectOptions> {
+  const initialDelayMs = opts.initialDelayMs ?? 50;
+  const maxDelayMs = opts.maxDelayMs ?? 2000;
+  if (!Number.isFinite(initialDelayMs) || !Number.isFinite(maxDelayMs) || initialDelayMs < 1 || maxDelayMs < initialDelayMs) {
+    throw new RangeError(`reconnect: need 1 <= initialDelayMs (${initialDelayMs}) <= maxDelayMs (${maxDelayMs}), both finite`);
+  }
+  return { initialDelayMs, maxDelayMs };
+}
+
 /** A request that can be sent again: everything `Pool.send` needs, plus its deadline. */
 export interface Resendable extends ResponseSink {
   readonly opcode: number;
@@ -120,11 +130,7 @@ export class Reconnector {
     this.connOpts = connOpts;
     this.handshake = handshake;
     this.events = events;
-    this.initialDelayMs = opts.initialDelayMs ?? 50;
-    this.maxDelayMs = opts.maxDelayMs ?? 2000;
-    if (!(this.initialDelayMs >= 1) || !(this.maxDelayMs >= this.initialDelayMs)) {
-      throw new RangeError(`reconnect: need 1 <= initialDelayMs (${this.initialDelayMs}) <= maxDelayMs (${this.maxDelayMs})`);
-    }
+    ({ initialDelayMs: this.initialDelayMs, maxDelayMs: this.maxDelayMs } = resolveReconnectOptions(opts));
     this.attemptTimeoutMs = connOpts.connectTimeoutMs ?? 10_000;
     for (let i = 0; i < pool.connections.length; i++) this.watch(i);
     // One may have closed before anyone watched it.

@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { DataPlane } from './data-plane.ts';
 import type { CloseReason } from './worker-stats.ts';
@@ -35,24 +34,6 @@ export function stillCovers(was: { offset: number; size: number }, now: { offset
  */
 export function stillServes(was: ExportedVolume, now: ExportedVolume | undefined): boolean {
   return now !== undefined && now.tenant === was.tenant && now.plane === was.plane && stillCovers(was, now);
-}
-
-/**
- * Idle time before the kernel starts TCP keepalive probes on a data
- * connection (Node then probes every second, ten times). A client machine
- * that dies or drops off the network without closing its connections has
- * them closed within about 40 s, freeing their buffers and in-flight state,
- * instead of holding them until the server restarts. That holds for a
- * connection with nothing unacknowledged; one that dies with replies in
- * flight is ended by TCP's retransmission timeout instead (about 15 minutes
- * with Linux defaults), which Node gives no way to shorten.
- */
-export const KEEPALIVE_IDLE_MS = 30_000;
-
-/** Socket options for every data connection, native or NBD: no Nagle delay, keepalive on. */
-export function tuneDataSocket(socket: Socket): void {
-  socket.setNoDelay(true);
-  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
 }
 
 /** What every front end's connection needs from its worker. */

@@ -17,7 +17,7 @@ import { Errno, Op, type OpCode } from '../storage/engine.ts';
 import type { DataPlane, Flushable } from './data-plane.ts';
 import type { DpRequest, RequestOwner } from './request.ts';
 import { Field } from './tenant-counters.ts';
-import { tuneDataSocket } from './front-end.ts';
+import { tuneDataSocket } from '../util/socket-options.ts';
 import type { CloseReason } from './worker-stats.ts';
 
 export interface Volume {

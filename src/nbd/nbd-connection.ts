@@ -43,7 +43,8 @@ import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, write
 import { VolumeExports } from './volume-exports.ts';
 import { Op, type OpCode } from '../storage/engine.ts';
 import { assert } from '../util/assert.ts';
-import { stillServes, tuneDataSocket, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
+import { tuneDataSocket } from '../util/socket-options.ts';
+import { stillServes, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
 import type { DataPlane, Flushable } from '../dataplane/data-plane.ts';
 import type { DpRequest, RequestOwner } from '../dataplane/request.ts';
 import { Field } from '../dataplane/tenant-counters.ts';

@@ -10,6 +10,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type ReflexClient, type ReflexError } from '../../src/client/index.ts';
@@ -306,5 +307,23 @@ describe('client reconnect', () => {
         await Promise.all(lanes);
       }
     });
+  });
+
+  it('bad reconnect options are a RangeError before any connection is opened', async () => {
+    let accepted = 0;
+    const peer = net.createServer((sock) => {
+      accepted++;
+      sock.destroy();
+    });
+    await new Promise<void>((r) => peer.listen(0, '127.0.0.1', r));
+    const port = (peer.address() as net.AddressInfo).port;
+    try {
+      for (const reconnect of [{ initialDelayMs: 0 }, { initialDelayMs: 100, maxDelayMs: 10 }, { maxDelayMs: Infinity }, { initialDelayMs: Number.NaN }]) {
+        await assert.rejects(connect({ port, hello: false, reconnect }), RangeError, JSON.stringify(reconnect));
+      }
+      assert.equal(accepted, 0, 'a connection was opened for a client that could not be made');
+    } finally {
+      await new Promise<void>((r) => peer.close(() => r()));
+    }
   });
 });

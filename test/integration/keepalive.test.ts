@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
-import { KEEPALIVE_IDLE_MS } from '../../src/dataplane/front-end.ts';
+import { KEEPALIVE_IDLE_MS } from '../../src/util/socket-options.ts';
 import { connect } from '../../src/client/index.ts';
 
 const MiB = 1 << 20;

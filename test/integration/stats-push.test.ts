@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { connect } from '../../src/client/index.ts';
 import { freePort, startServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
@@ -82,5 +83,41 @@ test('a controller that is down does not disturb serving; failures are counted',
     assert.match(server.push!.state.lastError ?? '', /ECONNREFUSED/);
   } finally {
     await server.close();
+  }
+});
+
+test('a controller that answers garbage counts as failing and does not disturb serving', async () => {
+  // Not HTTP at all: a line of noise, then the connection closes.
+  const socks = new Set<net.Socket>();
+  const noisy = net.createServer((sock) => {
+    socks.add(sock);
+    sock.on('error', () => {});
+    sock.end('\u0000\u0001 not http at all\r\n');
+  });
+  // The client may keep its side open: close() waits for every connection.
+  const closeNoisy = (): Promise<void> => {
+    for (const sock of socks) sock.destroy();
+    return new Promise<void>((r) => noisy.close(() => r()));
+  };
+  await new Promise<void>((r) => noisy.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(noisy.address() as net.AddressInfo).port}/`;
+  const server = await startServer(resolveConfig({ memory: 16 * MiB, workers: 1, pushUrl: url, pushIntervalMs: 100, ports: [{ port: 0, volumeSize: '8M' }] }, 1)).catch(async (err: unknown) => {
+    await closeNoisy();
+    throw err;
+  });
+  try {
+    const c = await connect({ port: server.bindings[0].port });
+    const data = Buffer.alloc(4096, 3);
+    await c.write(0, data);
+    assert.ok((await c.read(0, 4096)).equals(data));
+    await c.close();
+    const deadline = Date.now() + 2000;
+    while (server.push!.state.failed < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(server.push!.state.failed >= 2, `failed ${server.push!.state.failed}`);
+    assert.equal(server.push!.state.sent, 0);
+    assert.ok((server.push!.state.lastError ?? '').length > 0);
+  } finally {
+    await server.close();
+    await closeNoisy();
   }
 });

@@ -77,6 +77,10 @@ describe('config files and the serve command', () => {
       [['serve', '--memory', 'lots'], /memory: "lots" is not a size/],
       [['serve', '--config', path.join(dir, 'bad.json')], /config .*bad\.json/],
       [['serve', '--memory', '16M', '--faults', 'delay-us=-5', '--no-admin', '--no-persist'], /faults/],
+      [['serve', '--memory', '16M', '--push-url', 'ftp://127.0.0.1/x', '--no-admin', '--no-persist'], /pushUrl: .* must be http/],
+      [['serve', '--memory', '16M', '--push-url', 'http://127.0.0.1:8080/', '--push-interval-ms', 'often', '--no-admin', '--no-persist'], /--push-interval-ms: "often" is not an integer/],
+      [['serve', '--memory', '16M', '--push-url', 'http://127.0.0.1:8080/', '--push-interval-ms', '5', '--no-admin', '--no-persist'], /pushIntervalMs: 5/],
+      [['serve', '--memory', '16M', '--server-id', 'has space', '--no-admin', '--no-persist'], /serverId/],
     ];
     for (const [args, message] of cases) {
       const r = await run(process.execPath, [CLI, ...args]).then(
