@@ -113,7 +113,11 @@ function fromBench(out: string): Point {
 const loadArgs = (w: Workload): string[] => ['--qd', String(w.qd), '--conns', '1', '--read-pct', String(w.readPct), '--size', '4096', '--duration', String(SECONDS), '--warmup', '2', '--json', '--quiet'];
 
 async function local(w: Workload): Promise<Point> {
-  return fromBench(await runCommand([NODE, CLI, 'bench', '--local', FILE, ...loadArgs(w)], DEVICE_CPU));
+  const out = await runCommand([NODE, CLI, 'bench', '--local', FILE, ...loadArgs(w)], DEVICE_CPU);
+  // On the fs engine the local run would read the page cache: no comparison at all.
+  const engine = (JSON.parse(out) as { config: { localEngine?: { engine: string; fallbackReason?: string } } }).config.localEngine;
+  if (engine?.engine !== 'uring') throw new Error(`the local run did not use io_uring (${engine?.fallbackReason ?? 'unknown engine'})`);
+  return fromBench(out);
 }
 
 async function remote(w: Workload, port: number, pid: number): Promise<Point> {

@@ -111,10 +111,10 @@ export async function run(argv: string[]): Promise<number> {
     const what = rates.length > 0 ? `rate ${rates[phase]}` : 'closed loop';
     if (p.warmingUp) process.stderr.write(`[${p.elapsedSec.toFixed(0)}s] ${what}: warming up\n`);
     else process.stderr.write(`[${p.elapsedSec.toFixed(0)}s] ${what}: ${Math.round(p.iops)} IOPS, p99 ${p.p99Us.toFixed(1)} us\n`);
-  });
+  }, (line) => console.warn(line));
   if (values.json) {
     const { target, ...rest } = opts;
-    console.log(JSON.stringify({ config: { ...rest, host: target.host, port: target.port, span: outcome.span, sectorSize: outcome.sectorSize }, results: outcome.rows }, null, 2));
+    console.log(JSON.stringify({ config: { ...rest, host: target.host, port: target.port, span: outcome.span, sectorSize: outcome.sectorSize, ...(outcome.local ? { localEngine: outcome.local } : {}) }, results: outcome.rows }, null, 2));
   } else {
     console.log(formatTable(outcome.rows));
   }

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { readConfigFile, resolveConfig, type RawConfig } from '../control/config.ts';
 import { startServer } from '../dataplane/server.ts';
+import { fallbackWarning } from '../storage/open-engine.ts';
 import { UsageError } from './usage-error.ts';
 
 /** The admin API's default port (the CLI's --admin default too). */
@@ -124,7 +125,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const config = resolveConfig(raw, os.availableParallelism());
   const server = await startServer(config);
-  if (server.fallbackReason) console.warn(`warning: io_uring engine unavailable (${server.fallbackReason}); using Node's fs engine`);
+  if (server.fallbackReason) console.warn(fallbackWarning(server.fallbackReason));
   config.devices.forEach((d, i) => {
     const where = d.spec.kind === 'file' ? d.spec.path : `${d.spec.kind} device`;
     const table = server.control.registry.table(d.name);

@@ -10,6 +10,7 @@ import { LocalStatus } from '../client/errors.ts';
 import { decodeHistogram, mergeHistograms, summarize, type Histogram } from './histogram.ts';
 import { NetworkTarget, type NetworkTargetOptions } from './network-target.ts';
 import { LocalTarget } from './local-target.ts';
+import { fallbackWarning } from '../storage/open-engine.ts';
 import type { IoTarget } from './target.ts';
 import { runSequence, type PhasePlan } from './phases.ts';
 import type { Progress } from './generator.ts';
@@ -40,6 +41,8 @@ export interface BenchOutcome {
   rows: BenchRow[];
   span: number;
   sectorSize: number;
+  /** --local only: the engine that ran, and why io_uring did not when it did not. */
+  local?: { engine: string; fallbackReason?: string };
 }
 
 /** What a worker thread is given. */
@@ -64,7 +67,7 @@ interface Merged {
   parts: Histogram[];
 }
 
-export async function runBench(o: BenchOptions, progress?: (phase: number, p: Progress) => void): Promise<BenchOutcome> {
+export async function runBench(o: BenchOptions, progress?: (phase: number, p: Progress) => void, warn?: (line: string) => void): Promise<BenchOutcome> {
   if (!Number.isInteger(o.threads) || o.threads < 1) throw new RangeError(`threads ${o.threads} must be >= 1`);
   if (o.connections < o.threads) throw new RangeError(`${o.connections} connection(s) cannot be shared by ${o.threads} threads`);
   if (o.local !== undefined && o.threads !== 1) throw new RangeError('--local runs in one thread');
@@ -73,6 +76,15 @@ export async function runBench(o: BenchOptions, progress?: (phase: number, p: Pr
     o.local !== undefined
       ? await LocalTarget.open({ ...o.local, lanes: o.connections, maxLength: o.size, poll: o.rates.length === 0 })
       : await NetworkTarget.open({ ...o.target, connections: o.threads === 1 ? o.connections : 1, span: o.span, maxLength: o.size });
+  let local: BenchOutcome['local'];
+  if (probe instanceof LocalTarget) {
+    local = { engine: probe.engine.name };
+    // A local run on the fs engine measures the page cache, not the device: say so before it starts.
+    if (probe.fallbackReason !== undefined) {
+      local.fallbackReason = probe.fallbackReason;
+      warn?.(fallbackWarning(probe.fallbackReason));
+    }
+  }
   const span = o.span ?? probe.size;
   if (span > probe.size) {
     await probe.close();
@@ -141,7 +153,7 @@ export async function runBench(o: BenchOptions, progress?: (phase: number, p: Pr
     }
     return row;
   });
-  return { rows, span, sectorSize };
+  return local === undefined ? { rows, span, sectorSize } : { rows, span, sectorSize, local };
 }
 
 function addResult(m: Merged, completed: number, errors: number, firstError: number, missed: number, windowSec: number, h: Histogram): void {

@@ -19,6 +19,12 @@ export interface Opened {
   fallbackReason?: string;
 }
 
+/** The one line a front end prints when it had to fall back from io_uring. */
+export function fallbackWarning(reason: string): string {
+  const why = reason.replace(/^io_uring unavailable: /, '');
+  return `warning: io_uring engine unavailable (${why}); using Node's fs engine (buffered, through the thread pool)`;
+}
+
 /** Opens the engine for a device spec; io_uring for files where it can, Node's fs otherwise; faults wrap it. */
 export async function openEngine(spec: DeviceSpec, opts: OpenOptions = {}): Promise<Opened> {
   const opened = await openBare(spec, opts);

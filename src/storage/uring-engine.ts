@@ -143,7 +143,9 @@ export class UringEngine implements Engine {
     this.isBlockDevice = isBlock;
     // The completion array holds every request that can be in flight, so one
     // callback drains a whole batch.
-    this.desc = new Float64Array(depth * DESC_STRIDE);
+    // The kernel rounds the SQ up to a power of two and the native side
+    // wants room for all of it.
+    this.desc = new Float64Array(2 ** Math.ceil(Math.log2(depth)) * DESC_STRIDE);
     this.comp = new Int32Array(depth * 2);
     this.ring = new native.Ring(depth, this.desc, this.comp, (n) => this.onBatch(n));
     this.queueDepth = Math.min(depth, this.ring.sqEntries);

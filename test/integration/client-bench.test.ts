@@ -14,9 +14,9 @@ import { useMemoryServer } from '../helpers/memory-server.ts';
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const server = useMemoryServer();
 
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, args, { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, args, { timeout: 60_000, env }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -59,6 +59,34 @@ test('--local drives a file through the engine in closed loop (reaping) and open
       assert.equal(row.errors, 0, mode.join(' '));
       assert.ok(row.completed > 500, `${mode.join(' ')}: ${row.completed} completed`);
     }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--local says which engine ran, and warns once when it fell back to the fs engine', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-bench-engine-'));
+  try {
+    const file = path.join(dir, 'local.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, 4 * 2 ** 20);
+    const args = [CLI, 'bench', '--local', file, '--qd', '4', '--duration', '0.3', '--warmup', '0', '--json', '--quiet'];
+    type Out = { config: { localEngine: { engine: string; fallbackReason?: string } } };
+    const forced = await run(args, { ...process.env, REFLEX_NO_URING: '1' });
+    assert.equal(forced.code, 0, forced.stderr);
+    const warnings = forced.stderr.split('\n').filter((l) => l.startsWith('warning:'));
+    assert.equal(warnings.length, 1, forced.stderr);
+    assert.match(warnings[0], /io_uring engine unavailable \(io_uring disabled by REFLEX_NO_URING=1\); using Node's fs engine/);
+    const fell = (JSON.parse(forced.stdout) as Out).config.localEngine;
+    assert.equal(fell.engine, 'file');
+    assert.match(fell.fallbackReason ?? '', /REFLEX_NO_URING/);
+    const env = { ...process.env };
+    delete env.REFLEX_NO_URING;
+    const plain = await run(args, env);
+    assert.equal(plain.code, 0, plain.stderr);
+    const engine = (JSON.parse(plain.stdout) as Out).config.localEngine;
+    if (engine.engine === 'uring') assert.doesNotMatch(plain.stderr, /warning:/);
+    else assert.match(plain.stderr, /warning: io_uring engine unavailable/, 'a fallback is never silent');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

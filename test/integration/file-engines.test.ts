@@ -21,6 +21,7 @@ import { Cmd, Status } from '../../src/protocol/reflex-constants.ts';
 import { connect } from '../../src/client/index.ts';
 import { buildC } from '../helpers/build-c.ts';
 import { RawPeer, header } from '../helpers/raw-peer.ts';
+import { spawnServer, type ServerProcess } from '../reliability/server-process.ts';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -178,6 +179,34 @@ describe('a device with 4 KiB logical blocks', () => {
       }
     } finally {
       execFileSync('losetup', ['-d', loop]);
+    }
+  });
+});
+
+describe('the fallback is said, once', () => {
+  it('reflex serve with REFLEX_NO_URING=1 prints one warning line naming why, and still serves', async () => {
+    const file = path.join(dir, 'fallback.img');
+    const saved = process.env.REFLEX_NO_URING;
+    process.env.REFLEX_NO_URING = '1';
+    let p: ServerProcess;
+    try {
+      p = await spawnServer(['--device', file, '--size', '16M', '--port', '0', '--workers', '1', '--no-admin', '--no-persist']);
+    } finally {
+      if (saved === undefined) delete process.env.REFLEX_NO_URING;
+      else process.env.REFLEX_NO_URING = saved;
+    }
+    try {
+      const c = await connect({ host: '127.0.0.1', port: p.ports[0] });
+      const data = Buffer.alloc(4096, 0x5a);
+      await c.write(8192, data);
+      assert.ok((await c.read(8192, 4096)).equals(data), 'the fs engine serves');
+      await c.close();
+      const warnings = p.output().split('\n').filter((l) => l.startsWith('warning:'));
+      assert.equal(warnings.length, 1, p.output());
+      assert.match(warnings[0], /io_uring engine unavailable \(io_uring disabled by REFLEX_NO_URING=1\); using Node's fs engine/);
+    } finally {
+      p.kill('SIGTERM');
+      await p.exited;
     }
   });
 });

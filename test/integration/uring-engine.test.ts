@@ -40,6 +40,18 @@ function io(e: UringEngine, op: OpCode, offset: number, length: number, buf: Buf
   });
 }
 
+test('a queue depth that is not a power of two opens and fills every slot', { skip }, async () => {
+  // The kernel rounds the SQ up (12 -> 16); the descriptor array must cover it.
+  const e = open('depth12.img', 1 << 20, 12);
+  const bufs = Array.from({ length: 40 }, () => e.allocBuffer(4096));
+  const reads = bufs.map((b, i) => io(e, Op.READ, (i % 256) * 4096, 4096, b));
+  e.kick();
+  assert.ok(e.inFlight > 12, 'requests beyond the ring depth wait in the overflow');
+  assert.deepEqual(await Promise.all(reads), reads.map(() => 0));
+  assert.equal(e.inFlight, 0);
+  await e.close();
+});
+
 test('random aligned writes read back identical, more requests than ring slots', { skip }, async () => {
   const size = 8 << 20;
   const e = open('integrity.img', size, 8);
