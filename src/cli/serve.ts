@@ -39,7 +39,7 @@ const HELP = `usage: reflex serve [options]
   --poll               workers spin instead of sleeping when idle (ReFlex-style
                        polling): lower latency at low load, one busy core each
   --coalesce-us N      after a loop turn with 2+ requests, sleep N µs so the next
-                       ones arrive together (default 40; 0 off; ignored with --poll)
+                       ones arrive together (default 40; 0 off; not with --poll)
   --submit-batch       with --poll, batch each turn's device submissions instead
                        of one per request (try it on NVMe; per request suits
                        virtio disks)

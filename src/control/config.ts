@@ -80,7 +80,7 @@ export interface ServerConfig {
   /**
    * Receive coalescing: µs a worker sleeps after a turn that carried two or
    * more requests, so the next ones arrive together (fewer wake-ups and
-   * syscalls per request). 0 turns it off; ignored with poll.
+   * syscalls per request). 0 turns it off; refused with poll, which never sleeps.
    */
   coalesceUs: number;
   /** Fault injection spec applied to every device's engine (testing), or null. */
@@ -261,8 +261,8 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     persist: raw.persist ?? false,
     faults: checkFaults(raw.faults),
     poll: raw.poll ?? false,
-    submitBatch: raw.submitBatch ?? false,
-    coalesceUs: checkCoalesce(raw.coalesceUs),
+    submitBatch: checkSubmitBatch(raw.submitBatch, raw.poll ?? false),
+    coalesceUs: checkCoalesce(raw.coalesceUs, raw.poll ?? false),
     tls,
     push: checkPush(raw.pushUrl, raw.pushIntervalMs),
     serverId: checkServerId(raw.serverId),
@@ -299,8 +299,15 @@ function checkServerId(id: string | undefined): string {
 /** Default receive-coalescing sleep: enough for several pipelined requests to land. */
 export const DEFAULT_COALESCE_US = 40;
 
-function checkCoalesce(us: number | undefined): number {
+// A knob that would do nothing is refused: a user who sets it expects an effect.
+function checkSubmitBatch(on: boolean | undefined, poll: boolean): boolean {
+  if (on === true && !poll) throw new ConfigError('submitBatch: only with poll (an event-loop worker always batches its submissions)');
+  return on ?? false;
+}
+
+function checkCoalesce(us: number | undefined, poll: boolean): number {
   if (us === undefined) return DEFAULT_COALESCE_US;
+  if (poll) throw new ConfigError('coalesceUs: has no effect with poll (a polling worker never sleeps); drop one of them');
   if (!Number.isInteger(us) || us < 0 || us > 1000) throw new ConfigError(`coalesceUs: ${us} must be an integer from 0 (off) to 1000`);
   return us;
 }

@@ -52,6 +52,8 @@ describe('resolveConfig', () => {
     ['negative coalescing', { memory: '1G', coalesceUs: -5 }, /coalesceUs/],
     ['fractional coalescing', { memory: '1G', coalesceUs: 2.5 }, /coalesceUs/],
     ['coalescing over 1 ms', { memory: '1G', coalesceUs: 5000 }, /coalesceUs/],
+    ['submit batching without polling', { memory: '1G', submitBatch: true }, /submitBatch: only with poll/],
+    ['coalescing with polling', { memory: '1G', poll: true, coalesceUs: 20 }, /coalesceUs: has no effect with poll/],
   ];
   for (const [what, raw, message] of refused) {
     it(`refuses: ${what}`, () => assert.throws(() => resolveConfig(raw, 2), (e: Error) => e instanceof ConfigError && message.test(e.message)));
