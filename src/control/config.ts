@@ -54,6 +54,8 @@ export interface ServerConfig {
   maxRequestBytes: number;
   /** Requests one connection may have outstanding before the server stops reading it. */
   maxOutstanding: number;
+  /** An NBD client that has not finished negotiating by then is disconnected. */
+  nbdHandshakeTimeoutMs: number;
   ports: PortBinding[];
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
@@ -127,6 +129,7 @@ export interface RawConfig {
   sectorSize?: number;
   maxRequestBytes?: number;
   maxOutstanding?: number;
+  nbdHandshakeTimeoutMs?: number;
   engine?: string;
   qos?: boolean;
   deviceModel?: string;
@@ -210,6 +213,10 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ConfigError(`workers: ${workers} must be 1..256`);
   const maxOutstanding = raw.maxOutstanding ?? 1024;
   if (!Number.isInteger(maxOutstanding) || maxOutstanding < 1) throw new ConfigError(`maxOutstanding: ${maxOutstanding} must be >= 1`);
+  const nbdHandshakeTimeoutMs = raw.nbdHandshakeTimeoutMs ?? DEFAULT_NBD_HANDSHAKE_TIMEOUT_MS;
+  if (!Number.isInteger(nbdHandshakeTimeoutMs) || nbdHandshakeTimeoutMs < 100 || nbdHandshakeTimeoutMs > 600_000) {
+    throw new ConfigError(`nbdHandshakeTimeoutMs: ${nbdHandshakeTimeoutMs} must be an integer from 100 to 600000`);
+  }
   const engine = (raw.engine ?? 'auto') as ServerConfig['engine'];
   if (!['auto', 'uring', 'fs'].includes(engine)) throw new ConfigError(`engine: "${raw.engine}" must be auto, uring or fs`);
 
@@ -251,6 +258,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     sectorSize,
     maxRequestBytes,
     maxOutstanding,
+    nbdHandshakeTimeoutMs,
     ports,
     engine,
     qos: raw.qos ?? true,
@@ -270,6 +278,8 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
 }
 
 export const DEFAULT_PUSH_INTERVAL_MS = 1000;
+/** Long enough for a client that has to load TLS credentials; short enough that idle sockets do not pile up. */
+export const DEFAULT_NBD_HANDSHAKE_TIMEOUT_MS = 30_000;
 
 function checkPush(url: string | undefined, intervalMs: number | undefined): { url: string; intervalMs: number } | null {
   if (url === undefined) {

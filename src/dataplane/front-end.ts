@@ -46,6 +46,8 @@ export interface FrontEndContext {
   maxRequestBytes: number;
   /** Requests one connection may have in flight before reading stops. */
   maxOutstanding: number;
+  /** A connection still negotiating after this long is closed (NBD). */
+  handshakeTimeoutMs: number;
   /** True while the server drains for shutdown. */
   isDraining: () => boolean;
   /** Called once when the connection is gone. */

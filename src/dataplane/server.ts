@@ -197,6 +197,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         sectorSize: config.sectorSize,
         maxRequestBytes: config.maxRequestBytes,
         maxOutstanding: config.maxOutstanding,
+        nbdHandshakeTimeoutMs: config.nbdHandshakeTimeoutMs,
         countersSab,
         workerStatsSab,
         tenantCapacity: MAX_TENANTS,

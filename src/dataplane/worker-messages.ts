@@ -21,6 +21,7 @@ export interface WorkerInit {
   sectorSize: number;
   maxRequestBytes: number;
   maxOutstanding: number;
+  nbdHandshakeTimeoutMs: number;
   countersSab: SharedArrayBuffer;
   /** Per-worker counters (worker-stats.ts); this worker writes row workerIndex. */
   workerStatsSab: SharedArrayBuffer;

@@ -244,6 +244,7 @@ async function main(init: WorkerInit): Promise<void> {
         volumes,
         maxRequestBytes: NBD_MAX_PAYLOAD,
         maxOutstanding: init.maxOutstanding,
+        handshakeTimeoutMs: init.nbdHandshakeTimeoutMs,
         isDraining: () => draining,
         onClose: (reason) => {
           sockets.delete(socket);

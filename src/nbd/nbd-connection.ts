@@ -58,8 +58,6 @@ import type { CloseReason } from '../dataplane/worker-stats.ts';
  * reads pin gigabytes.
  */
 const REPLY_HIGH_WATER = 4 << 20;
-/** A client gets this long to finish negotiation; then it is cut off. */
-const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** After we decide to close, a client that will not take its last replies is cut off. */
 const LINGER_MS = 5_000;
 /** Structured ERROR chunk without message: header + u32 error + u16 message length. */
@@ -186,7 +184,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   /** Makes `s` the stream this connection reads requests from and writes replies to. */
   private attach(s: Socket): void {
     this.socket = s;
-    s.setTimeout(HANDSHAKE_TIMEOUT_MS, this.onTimeoutBound);
+    s.setTimeout(this.ctx.handshakeTimeoutMs, this.onTimeoutBound);
     s.on('data', this.onDataBound);
     s.on('drain', this.onDrainBound);
     s.on('end', this.onEndBound);

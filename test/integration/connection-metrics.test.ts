@@ -3,7 +3,8 @@
  * by why they ended, and the counts reach /metrics and /api/stats: a client
  * that closes (peer), one that resets (error), one that sends a bad frame or
  * a bad NBD handshake (protocol), one whose tenant is removed (revoked), and
- * one still open when the server shuts down (shutdown).
+ * one still open when the server shuts down (shutdown), and an NBD client
+ * that never finishes negotiating (timeout).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,9 @@ import { startServer } from '../../src/dataplane/server.ts';
 import { resolveConfig } from '../../src/control/config.ts';
 import { header } from '../helpers/raw-peer.ts';
 import { Cmd } from '../../src/protocol/reflex-constants.ts';
+import { Cmd as NbdCmd } from '../../src/nbd/constants.ts';
+import { encodeRequest } from '../../src/nbd/client-codec.ts';
+import { go, greet, simple } from '../helpers/nbd-raw.ts';
 
 const MiB = 1 << 20;
 
@@ -107,4 +111,37 @@ test('connections are counted when accepted and when they end, by reason', async
   } finally {
     if (!closedServer) await server.close();
   }
+});
+
+test('an NBD client stalled in negotiation is cut off after nbdHandshakeTimeoutMs and counted as timeout; a negotiated idle one stays', async () => {
+  const server = await startServer(
+    resolveConfig({ memory: 16 * MiB, workers: 1, nbdPort: 0, adminPort: 0, adminToken: 'conn-metrics-token-0123', nbdHandshakeTimeoutMs: 300, ports: [{ port: 0, volumeSize: '4M' }] }, 1),
+  );
+  try {
+    const name = [...server.control.registry.volumes.keys()][0];
+    // Greeting read and flags sent, then nothing: the server must not wait for ever.
+    const stalled = await greet(server.nbdPort!);
+    const t0 = performance.now();
+    await stalled.closed(5000);
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 250 && waited < 3000, `cut off after ${waited.toFixed(0)} ms`);
+    stalled.destroy();
+    await until("a 'timeout' close", async () => ((await scrape(server.adminPort!)).closed.timeout ?? 0) === 1);
+    // Negotiated, then idle for longer than the timeout: still served.
+    const idle = await greet(server.nbdPort!);
+    await go(idle, name);
+    await new Promise((r) => setTimeout(r, 700));
+    idle.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 7, offset: 0, length: 4096 }));
+    const reply = await simple(idle, 4096);
+    assert.equal(reply.error, 0);
+    assert.equal(reply.cookie, 7);
+    idle.destroy();
+    assert.equal((await scrape(server.adminPort!)).closed.timeout ?? 0, 1, 'only the stalled client timed out');
+  } finally {
+    await server.close();
+  }
+});
+
+test('nbdHandshakeTimeoutMs out of range is a config error', () => {
+  for (const bad of [0, 99, 600_001, 1.5]) assert.throws(() => resolveConfig({ memory: MiB, nbdHandshakeTimeoutMs: bad }, 1), /nbdHandshakeTimeoutMs/);
 });
