@@ -24,7 +24,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { FrameParser, responsePayload, writeHeader, lo32, hi32, OPCODE_MASK, type Frame, type FrameSink } from '../protocol/reflex-codec.ts';
-import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus, Status } from '../protocol/reflex-constants.ts';
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HEADER_SIZE, isErrorStatus, Notice, Status } from '../protocol/reflex-constants.ts';
 import { assert } from '../util/assert.ts';
 import { tuneDataSocket } from '../util/socket-options.ts';
 import { LocalStatus, STATUS_OK, ReflexConnectionError } from './errors.ts';
@@ -65,6 +65,8 @@ export interface ConnectionOptions {
    * new connection), as the Linux nbd driver does. Default false.
    */
   closeOnTimeout?: boolean;
+  /** Called for a server notice (Notice.*, e.g. a volume resize) with its lba field. */
+  onNotice?: (notice: number, lba: number) => void;
 }
 
 /** Payloads at least this large are sent by reference instead of copied into the slab. */
@@ -92,6 +94,7 @@ export class ClientConnection implements FrameSink {
   private readonly maxPayload: number;
   private readonly timeoutMs: number;
   private readonly closeOnTimeout: boolean;
+  private readonly onNotice: ((notice: number, lba: number) => void) | undefined;
   private readonly inflight = new Map<number, Slot>();
   private readonly free: Slot[] = [];
   private handleLo: number;
@@ -122,6 +125,7 @@ export class ClientConnection implements FrameSink {
     this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_REQUEST_BYTES;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.closeOnTimeout = opts.closeOnTimeout ?? false;
+    this.onNotice = opts.onNotice;
     const first = opts.firstHandle ?? 1;
     assert(Number.isSafeInteger(first) && first >= 0, 'firstHandle must be a non-negative safe integer');
     this.handleLo = lo32(first);
@@ -317,6 +321,11 @@ export class ClientConnection implements FrameSink {
   // ---- inbound ---------------------------------------------------------------
 
   onFrame(f: Frame): boolean {
+    // Notices answer no request; a server sends them only after a HELLO that asked.
+    if ((f.opcode & OPCODE_MASK) === Notice.RESIZED && f.handleLo === 0 && f.handleHi === 0) {
+      this.onNotice?.(Notice.RESIZED, f.lbaHi * 2 ** 32 + f.lbaLo);
+      return true;
+    }
     const slot = this.inflight.get(f.handleLo);
     if (slot === undefined || slot.handleHi !== f.handleHi) {
       this.unmatched++;

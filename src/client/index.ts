@@ -19,7 +19,7 @@
  * numeric tag instead of returning promises.
  */
 import { decodeHelloInfo, FLAG_FUA, type HelloInfo } from '../protocol/reflex-codec.ts';
-import { Cmd, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, Status } from '../protocol/reflex-constants.ts';
+import { Cmd, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SECTOR_SIZE, HelloFlag, Notice, Status } from '../protocol/reflex-constants.ts';
 import { errorFromStatus, LocalStatus, STATUS_OK } from './errors.ts';
 import { EventEmitter } from 'node:events';
 import { ClientConnection, type ConnectionOptions } from './connection.ts';
@@ -121,7 +121,10 @@ class PendingRequest implements Resendable {
 }
 
 /**
- * Events, for a client opened with `reconnect`:
+ * Events:
+ *   'resize'     { size, previous }       the volume's size in bytes changed
+ *                                         (a server notice, or learnt on reconnect)
+ * and, for a client opened with `reconnect`:
  *   'disconnect' { connection, error }   a connection closed unasked
  *   'reconnect'  { connection, attempts } it is open again, handshake done
  *   'giveup'     error                    reconnecting stopped for good
@@ -139,6 +142,23 @@ export class ReflexClient extends EventEmitter {
     super();
     this.pool = pool;
     this.sectorSize = sectorSize;
+  }
+
+  /** The volume's size in bytes as last learnt (HELLO, a resize notice, a reconnect); null without HELLO. */
+  get size(): number | null {
+    return this.info?.volumeSize ?? null;
+  }
+
+  /** A notice from the server (see Notice in reflex-constants.ts). */
+  handleNotice(notice: number, lba: number): void {
+    if (notice === Notice.RESIZED) this.resized(lba * this.sectorSize);
+  }
+
+  private resized(size: number): void {
+    const info = this.info;
+    if (info === null || info.volumeSize === size) return;
+    this.info = { ...info, volumeSize: size };
+    this.emit('resize', { size, previous: info.volumeSize });
   }
 
   /**
@@ -268,8 +288,10 @@ export class ReflexClient extends EventEmitter {
       if (conn.sectorSize !== size) conn.setSectorSize(size);
       // A grown (or shrunk) volume: the new size is what a reconnect learns.
       if (info !== null) {
-        this.info = info;
+        const previous = this.info;
+        this.info = previous === null ? info : { ...info, volumeSize: previous.volumeSize };
         this.maxRequestBytes = info.maxRequestBytes;
+        this.resized(info.volumeSize);
       }
     };
     this.reconnector = new Reconnector(this.pool, connOpts, handshake, this, opts);
@@ -288,7 +310,7 @@ export class ReflexClient extends EventEmitter {
 /** HELLO on one connection; null when the server answers EINVAL (a v1 server). */
 async function helloOn(conn: ClientConnection): Promise<HelloInfo | null> {
   const p = new PendingRequest('HELLO', true);
-  conn.send(Cmd.HELLO, 0, 0, null, 0, p, 0);
+  conn.send(Cmd.HELLO, HelloFlag.NOTICES, 0, null, 0, p, 0);
   let payload: Buffer | null;
   try {
     payload = await p.promise;
@@ -303,7 +325,7 @@ async function helloOn(conn: ClientConnection): Promise<HelloInfo | null> {
 /** HELLO (for the nonce) then ATTACH on one connection; rejects with EPERM when refused. */
 async function attachOn(conn: ClientConnection, creds: AttachCredentials): Promise<HelloInfo> {
   const hello = new PendingRequest('HELLO', true);
-  conn.send(Cmd.HELLO, 0, 0, null, 0, hello, 0);
+  conn.send(Cmd.HELLO, HelloFlag.NOTICES, 0, null, 0, hello, 0);
   const h = await hello.promise;
   const nonce = h === null ? undefined : decodeHelloInfo(h).nonce;
   if (nonce === undefined) throw errorFromStatus(LocalStatus.PROTOCOL, 'HELLO without a nonce: the server does not offer ATTACH');
@@ -320,7 +342,10 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
   if (!Number.isInteger(sectorSize) || sectorSize <= 0) throw new RangeError(`sectorSize: ${sectorSize} must be a positive integer`);
   // Checked before any socket opens, so a bad option leaves nothing behind.
   const reconnect = opts.reconnect ? resolveReconnectOptions(opts.reconnect === true ? {} : opts.reconnect) : null;
+  // Notices reach the client through its connections, including ones a reconnect opens later.
+  let client: ReflexClient | null = null;
   const connOpts: ConnectionOptions = {
+    onNotice: (notice, lba) => client?.handleNotice(notice, lba),
     host: opts.host,
     port: opts.port,
     timeoutMs: opts.timeoutMs,
@@ -331,7 +356,7 @@ export async function connect(opts: ConnectOptions): Promise<ReflexClient> {
     closeOnTimeout: opts.reconnect ? true : undefined,
   };
   const pool = await Pool.open(opts.connections ?? 1, connOpts);
-  const client = new ReflexClient(pool, sectorSize);
+  client = new ReflexClient(pool, sectorSize);
   const hello = opts.hello ?? true;
   if (hello) {
     try {

@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import type { Socket } from 'node:net';
 import { decodeAttach, NONCE_BYTES, verifyAttach } from '../protocol/attach.ts';
 import { FrameParser, lbaNumber, requestPayload, writeHeader, encodeHelloInfo, FLAG_FUA, OPCODE_MASK, ParseError, HELLO_REPLY_SIZE, type Frame, type FrameSink, type ParseErrorCode } from '../protocol/reflex-codec.ts';
-import { Cmd, Feature, HEADER_SIZE, PROTOCOL_VERSION, Status } from '../protocol/reflex-constants.ts';
+import { Cmd, Feature, HEADER_SIZE, HelloFlag, Notice, PROTOCOL_VERSION, Status } from '../protocol/reflex-constants.ts';
 import { Errno, Op, type OpCode } from '../storage/engine.ts';
 import type { DataPlane, Flushable } from './data-plane.ts';
 import type { DpRequest, RequestOwner } from './request.ts';
@@ -87,6 +87,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private volSectors: number;
   private nonce: Buffer | null = null;
   private attachFailures = 0;
+  /** The client asked (HELLO) for notices such as a volume resize. */
+  private notices = false;
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
@@ -127,6 +129,20 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   get boundTo(): Binding | null {
     return this.binding;
+  }
+
+  /**
+   * The control plane grew this connection's volume in place: serve the new
+   * range at once, and tell a client that asked for notices.
+   */
+  grown(b: Binding): void {
+    const was = this.binding;
+    if (was === null || b.volume.size <= was.volume.size || this.closed) return;
+    this.binding = b;
+    this.volSectors = Math.floor(b.volume.size / this.ctx.sectorSize);
+    if (!this.notices) return;
+    const sectors = this.volSectors;
+    this.push(Notice.RESIZED, 0, 0, sectors % 2 ** 32, Math.floor(sectors / 2 ** 32), 0, null, 0, null);
   }
 
   /** The control plane took this connection's tenant or volume away. */
@@ -314,6 +330,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   }
 
   private replyHello(f: Frame): void {
+    this.notices = (f.lbaLo & HelloFlag.NOTICES) !== 0;
     // A fresh challenge each time: one ATTACH attempt per nonce.
     this.nonce = crypto.randomBytes(NONCE_BYTES);
     this.push(Cmd.HELLO, f.handleLo, f.handleHi, 0, 0, HELLO_REPLY_SIZE, this.helloInfo(this.nonce), HELLO_REPLY_SIZE, null);

@@ -182,12 +182,15 @@ async function main(init: WorkerInit): Promise<void> {
     });
     rebalance();
     // Connections whose tenant or volume is gone, moved or shrunk lose their
-    // access; a grown volume keeps them (on the size they were bound with).
+    // access; native connections to a grown volume reach the new range at
+    // once (and are told, if they asked). NBD clients learn sizes only when
+    // negotiating, so theirs keep the size they negotiated.
     for (const c of [...conns]) {
       const b = c.boundTo;
       if (b === null) continue;
       const now = bindingFor(b.tenant, b.volume.name);
       if (now === null || now.plane !== b.plane || !stillCovers(b.volume, now.volume)) c.revoke();
+      else if (now.volume.size > b.volume.size) c.grown(now);
     }
     for (const c of [...nbdConns]) {
       const v = c.boundVolume;

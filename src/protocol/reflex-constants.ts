@@ -22,6 +22,21 @@ export const Cmd = {
 } as const;
 
 /**
+ * Server-to-client notices: unsolicited frames with handle 0 and no payload,
+ * sent only on connections whose HELLO asked for them (HelloFlag.NOTICES),
+ * so a v1 client never sees one. RESIZED: the volume now holds `lba` sectors.
+ */
+export const Notice = {
+  RESIZED: 0x22,
+} as const;
+
+/** Bits a client may set in HELLO's lba field. */
+export const HelloFlag = {
+  /** Send this connection notices (Notice.*). */
+  NOTICES: 1 << 0,
+} as const;
+
+/**
  * Error codes, carried in the response's opcode field with lba_count = 0 and
  * no payload, so v1 clients (which only look for a payload when opcode == GET)
  * keep their framing. 0x04 is the original's reserved RESP_EINVAL.
