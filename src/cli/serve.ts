@@ -40,6 +40,9 @@ const HELP = `usage: reflex serve [options]
                        polling): lower latency at low load, one busy core each
   --coalesce-us N      after a loop turn with 2+ requests, sleep N µs so the next
                        ones arrive together (default 40; 0 off; not with --poll)
+  --queue-depth N      requests each worker keeps at a file or block device at
+                       once (io_uring slots; default 128, up to 4096); more wait
+                       in order. NVMe drives may want 256 or more
   --submit-batch       with --poll, batch each turn's device submissions instead
                        of one per request (try it on NVMe; per request suits
                        virtio disks)
@@ -82,6 +85,7 @@ export async function run(argv: string[]): Promise<number> {
       poll: { type: 'boolean' },
       'submit-batch': { type: 'boolean' },
       'coalesce-us': { type: 'string' },
+      'queue-depth': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -113,6 +117,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.poll) raw.poll = true;
   if (values['submit-batch']) raw.submitBatch = true;
   if (values['coalesce-us'] !== undefined) raw.coalesceUs = intArg('--coalesce-us', values['coalesce-us']);
+  if (values['queue-depth'] !== undefined) raw.queueDepth = intArg('--queue-depth', values['queue-depth']);
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values['push-url'] !== undefined) raw.pushUrl = values['push-url'];

@@ -56,6 +56,8 @@ export interface ServerConfig {
   maxOutstanding: number;
   /** An NBD client that has not finished negotiating by then is disconnected. */
   nbdHandshakeTimeoutMs: number;
+  /** io_uring slots per worker per device: requests at the device at once (more wait in order). */
+  queueDepth: number;
   ports: PortBinding[];
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
@@ -130,6 +132,7 @@ export interface RawConfig {
   maxRequestBytes?: number;
   maxOutstanding?: number;
   nbdHandshakeTimeoutMs?: number;
+  queueDepth?: number;
   engine?: string;
   qos?: boolean;
   deviceModel?: string;
@@ -213,6 +216,8 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ConfigError(`workers: ${workers} must be 1..256`);
   const maxOutstanding = raw.maxOutstanding ?? 1024;
   if (!Number.isInteger(maxOutstanding) || maxOutstanding < 1) throw new ConfigError(`maxOutstanding: ${maxOutstanding} must be >= 1`);
+  const queueDepth = raw.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  if (!Number.isInteger(queueDepth) || queueDepth < 1 || queueDepth > 4096) throw new ConfigError(`queueDepth: ${queueDepth} must be an integer from 1 to 4096`);
   const nbdHandshakeTimeoutMs = raw.nbdHandshakeTimeoutMs ?? DEFAULT_NBD_HANDSHAKE_TIMEOUT_MS;
   if (!Number.isInteger(nbdHandshakeTimeoutMs) || nbdHandshakeTimeoutMs < 100 || nbdHandshakeTimeoutMs > 600_000) {
     throw new ConfigError(`nbdHandshakeTimeoutMs: ${nbdHandshakeTimeoutMs} must be an integer from 100 to 600000`);
@@ -259,6 +264,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     maxRequestBytes,
     maxOutstanding,
     nbdHandshakeTimeoutMs,
+    queueDepth,
     ports,
     engine,
     qos: raw.qos ?? true,
@@ -278,6 +284,8 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
 }
 
 export const DEFAULT_PUSH_INTERVAL_MS = 1000;
+/** Enough to keep a virtio disk or a SATA SSD busy from one worker; NVMe drives may want 256 or more. */
+export const DEFAULT_QUEUE_DEPTH = 128;
 /** Long enough for a client that has to load TLS credentials; short enough that idle sockets do not pile up. */
 export const DEFAULT_NBD_HANDSHAKE_TIMEOUT_MS = 30_000;
 

@@ -84,6 +84,8 @@ export interface DeviceView {
   size: number;
   sectorSize: number;
   engine: string;
+  /** Requests each worker keeps at the device at once (io_uring slots); null: the engine has no such limit. */
+  queueDepth: number | null;
   deviceRateTokensPerSec: number;
   readCost4k: number;
   writeCost4k: number;
@@ -103,6 +105,9 @@ export interface WorkerStatsView {
   connectionsOpened: number;
   /** Data connections ended, by why (see CLOSE_REASONS in dataplane/worker-stats.ts). */
   connectionsClosed: Record<CloseReason, number>;
+  /** Requests at the worker's devices now (sampled every 100 ms), and waiting for a ring slot. */
+  deviceInFlight: number;
+  deviceAwaitingSlot: number;
 }
 
 /** What the server gives the control plane: apply state to workers, read counters. */
@@ -110,6 +115,8 @@ export interface PlaneHost {
   counters: TenantCounters;
   workerStats: WorkerStats;
   engineOf(device: string): string;
+  /** The device's engine queue depth per worker, or null (see DeviceView.queueDepth). */
+  queueDepthOf(device: string): number | null;
   apply(state: PlaneState): Promise<void>;
   /** Resolves port 0 to a free port the workers can bind. */
   freePort(): Promise<number>;
@@ -367,6 +374,7 @@ export class ControlPlane {
         size: d.size,
         sectorSize: d.sectorSize,
         engine: this.host.engineOf(d.name),
+        queueDepth: this.host.queueDepthOf(d.name),
         deviceRateTokensPerSec: table.deviceRate(),
         readCost4k: table.model.readCost4k,
         writeCost4k: table.model.writeCost4k,
@@ -389,6 +397,8 @@ export class ControlPlane {
         coalesceSleptUs: w.get(i, WorkerField.COALESCE_SLEPT_US),
         connectionsOpened: w.get(i, WorkerField.CONNECTIONS_OPENED),
         connectionsClosed: Object.fromEntries(CLOSE_REASONS.map((r, k) => [r, w.get(i, WorkerField.CONNECTIONS_CLOSED + k)])) as Record<CloseReason, number>,
+        deviceInFlight: w.get(i, WorkerField.DEVICE_IN_FLIGHT),
+        deviceAwaitingSlot: w.get(i, WorkerField.DEVICE_AWAITING_SLOT),
       });
     }
     return out;

@@ -106,6 +106,16 @@ export class AdminMetrics {
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void): void => {
       new Gauge({ name, help, labelNames, registers, collect() { this.reset(); fill(this); } });
     };
+    // A device queue that sits at its depth with requests awaiting a slot is saturated (as iostat's aqu-sz).
+    gauge('reflex_worker_device_in_flight', 'Requests at the worker\'s devices (io_uring slots in use), sampled every 100 ms', ['worker'], (g) => {
+      for (const w of m.scrape.workers) g.set({ worker: String(w.worker) }, w.deviceInFlight);
+    });
+    gauge('reflex_worker_device_awaiting_slot', 'Requests waiting in order for a free io_uring slot, sampled every 100 ms', ['worker'], (g) => {
+      for (const w of m.scrape.workers) g.set({ worker: String(w.worker) }, w.deviceAwaitingSlot);
+    });
+    gauge('reflex_device_queue_depth', 'io_uring slots each worker keeps for the device (--queue-depth); absent for engines without slots', ['device'], (g) => {
+      for (const d of m.scrape.devices) if (d.queueDepth !== null) g.set({ device: d.name }, d.queueDepth);
+    });
     gauge('reflex_tenant_p95_seconds', 'p95 latency of the requests completed in the last sampled second', ['tenant'], (g) => {
       for (const s of m.scrape.stats) {
         const p95 = m.sampler.lastP95Us(s.name);

@@ -171,6 +171,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     counters,
     workerStats,
     engineOf: (name) => engines[config.devices.findIndex((d) => d.name === name)] ?? 'unknown',
+    queueDepthOf: (name) => queueDepths[config.devices.findIndex((d) => d.name === name)] ?? null,
     apply: (s) => hostRef.apply(s),
     freePort: () => freePort(config.host),
     zero: (device, offset, length) => hostRef.zero(device, offset, length),
@@ -181,6 +182,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const workers: Worker[] = [];
   let engines: string[] = [];
+  let queueDepths: Array<number | null> = [];
   let fallbackReason: string | undefined;
   let nbdPort = config.nbdPort;
   let attachPort = config.attachPort;
@@ -198,6 +200,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxRequestBytes: config.maxRequestBytes,
         maxOutstanding: config.maxOutstanding,
         nbdHandshakeTimeoutMs: config.nbdHandshakeTimeoutMs,
+        queueDepth: config.queueDepth,
         countersSab,
         workerStatsSab,
         tenantCapacity: MAX_TENANTS,
@@ -219,6 +222,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
             nbdPort = msg.nbdPort;
             attachPort = msg.attachPort;
             engines = msg.engines;
+            queueDepths = msg.queueDepths;
             fallbackReason = msg.fallbackReason;
           }
           resolve();

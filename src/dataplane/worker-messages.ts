@@ -22,6 +22,7 @@ export interface WorkerInit {
   maxRequestBytes: number;
   maxOutstanding: number;
   nbdHandshakeTimeoutMs: number;
+  queueDepth: number;
   countersSab: SharedArrayBuffer;
   /** Per-worker counters (worker-stats.ts); this worker writes row workerIndex. */
   workerStatsSab: SharedArrayBuffer;
@@ -49,7 +50,7 @@ export type WorkerCommand =
   | { type: 'zero'; seq: number; device: number; offset: number; length: number };
 
 export type WorkerReply =
-  | { type: 'ready'; nbdPort: number | null; attachPort: number | null; engines: string[]; fallbackReason?: string }
+  | { type: 'ready'; nbdPort: number | null; attachPort: number | null; engines: string[]; queueDepths: Array<number | null>; fallbackReason?: string }
   | { type: 'failed'; message: string }
   | { type: 'applied'; seq: number; problems: string[] }
   /** error: 0, or the negative errno the engine gave. */

@@ -1,7 +1,8 @@
 /**
  * Per-worker counters, for what belongs to a worker thread rather than to a
- * tenant: receive coalescing, and data connections opened and closed (by
- * why they closed). One row per worker in a
+ * tenant: receive coalescing, data connections opened and closed (by why
+ * they closed), and how many requests it has at its devices (sampled every
+ * DEVICE_SAMPLE_MS; gauges, not counters). One row per worker in a
  * SharedArrayBuffer that the main thread reads at scrape time; each worker
  * writes only its own row (plain aligned stores, as in tenant-counters.ts).
  */
@@ -14,9 +15,16 @@ export const WorkerField = {
   COALESCE_SLEPT_US: 2,
   /** Data connections accepted (native and NBD). */
   CONNECTIONS_OPENED: 3,
+  /** Gauge: requests at this worker's devices (in their rings, summed over devices). */
+  DEVICE_IN_FLIGHT: 4,
+  /** Gauge: requests waiting in order for a free ring slot (the device queue is full). */
+  DEVICE_AWAITING_SLOT: 5,
   /** First of CLOSE_REASONS.length counters: connections closed, by reason. */
-  CONNECTIONS_CLOSED: 4,
+  CONNECTIONS_CLOSED: 6,
 } as const;
+
+/** How often a worker writes its device gauges. */
+export const DEVICE_SAMPLE_MS = 100;
 
 /**
  * Why a data connection ended, in counter order:

@@ -15,7 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openEngine } from '../storage/open-engine.ts';
 import { Errno } from '../storage/engine.ts';
 import { Coalescer, strictestObjective } from './coalescing.ts';
-import { countClose, WorkerField, WorkerStats, type CloseReason } from './worker-stats.ts';
+import { countClose, DEVICE_SAMPLE_MS, WorkerField, WorkerStats, type CloseReason } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
 import { DataPlane } from './data-plane.ts';
 import { stillCovers, stillServes, type ExportedVolume } from './front-end.ts';
@@ -41,7 +41,7 @@ async function main(init: WorkerInit): Promise<void> {
   const engineNames: string[] = [];
   let fallbackReason: string | undefined;
   for (const d of init.devices) {
-    const opened = await openEngine(d.spec, { memoryStore: d.memoryStore, engine: init.engine, faults: init.faults ?? undefined });
+    const opened = await openEngine(d.spec, { memoryStore: d.memoryStore, engine: init.engine, faults: init.faults ?? undefined, queueDepth: init.queueDepth });
     fallbackReason ??= opened.fallbackReason;
     engineNames.push(opened.engine.name);
     const plane = new DataPlane(opened.engine, counters);
@@ -337,7 +337,22 @@ async function main(init: WorkerInit): Promise<void> {
     };
     setImmediate(spin);
   }
-  const ready: WorkerReply = { type: 'ready', nbdPort, attachPort, engines: engineNames, fallbackReason };
+  // Device gauges for /metrics: what the rings hold, and what waits for a slot.
+  const sampleDevices = (): void => {
+    let at = 0;
+    let waiting = 0;
+    for (const d of devices) {
+      const e = d.plane.engine;
+      const w = e.awaitingSlot ?? 0;
+      at += e.inFlight - w;
+      waiting += w;
+    }
+    stats[WorkerField.DEVICE_IN_FLIGHT] = at;
+    stats[WorkerField.DEVICE_AWAITING_SLOT] = waiting;
+  };
+  setInterval(sampleDevices, DEVICE_SAMPLE_MS).unref();
+  const queueDepths = devices.map((d) => d.plane.engine.queueDepth ?? null);
+  const ready: WorkerReply = { type: 'ready', nbdPort, attachPort, engines: engineNames, queueDepths, fallbackReason };
   port.postMessage(ready);
 }
 

@@ -112,6 +112,13 @@ export interface Engine {
    * Block devices do not promise zeros after a discard: false or absent.
    */
   readonly trimReadsZeroes?: boolean;
+  /**
+   * Optional: how many requests the engine keeps at the device at once (an
+   * io_uring's slots); more wait in the engine, in order, for a slot.
+   */
+  readonly queueDepth?: number;
+  /** Optional, with queueDepth: requests waiting for a slot now. */
+  readonly awaitingSlot?: number;
   /** Waits for in-flight requests, then releases the device. */
   close(): Promise<void>;
 }

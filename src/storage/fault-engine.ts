@@ -168,6 +168,14 @@ export class FaultEngine implements Engine {
   private timer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
+  get queueDepth(): number | undefined {
+    return this.inner.queueDepth;
+  }
+
+  get awaitingSlot(): number | undefined {
+    return this.inner.awaitingSlot;
+  }
+
   get trimReadsZeroes(): boolean | undefined {
     return this.inner.trimReadsZeroes;
   }

@@ -11,6 +11,8 @@ export interface OpenOptions {
   engine?: 'auto' | 'uring' | 'fs';
   /** Fault injection around the engine (see fault-engine.ts), e.g. "read-error=0.01,seed=1". */
   faults?: string;
+  /** io_uring slots (requests at the device at once); default 128. */
+  queueDepth?: number;
 }
 
 export interface Opened {
@@ -41,7 +43,7 @@ async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
     case 'file': {
       let reason: string | undefined;
       if (opts.engine !== 'fs') {
-        const uring = await tryUring(spec);
+        const uring = await tryUring(spec, opts.queueDepth);
         if (uring.engine) return { engine: uring.engine };
         reason = uring.reason;
         if (opts.engine === 'uring') throw new Error(`io_uring engine unavailable: ${reason}`);
@@ -55,10 +57,11 @@ async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
 }
 
 /** The io_uring engine, or why not (no addon, io_uring disabled, REFLEX_NO_URING=1, ...). */
-async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>): Promise<{ engine?: Engine; reason: string }> {
+async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>, queueDepth: number | undefined): Promise<{ engine?: Engine; reason: string }> {
   try {
     const { UringEngine } = await import('./uring-engine.ts');
-    const o: { size?: number; create?: boolean } = {};
+    const o: { size?: number; create?: boolean; queueDepth?: number } = {};
+    if (queueDepth !== undefined) o.queueDepth = queueDepth;
     if (spec.size !== undefined) o.size = spec.size;
     if (spec.create !== undefined) o.create = spec.create;
     return { engine: UringEngine.open(spec.path, o), reason: '' };

@@ -208,6 +208,10 @@ export class UringEngine implements Engine {
     return this.count;
   }
 
+  get awaitingSlot(): number {
+    return this.overflow.length;
+  }
+
   /**
    * Page-aligned, zeroed on first use. Small sizes are carved from shared
    * 1 MiB slabs, so one native allocation serves many requests.

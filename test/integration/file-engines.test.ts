@@ -147,6 +147,57 @@ describe('polling workers under overflow', () => {
   });
 });
 
+describe('the device queue depth', () => {
+  it('--queue-depth sets the io_uring slots; the gauges show them full and the rest waiting under load', async (t) => {
+    if (!loadUring().ok) {
+      const why = (loadUring() as { reason: string }).reason;
+      if (process.env.REFLEX_ALLOW_SKIP === '1') return t.skip(`io_uring unavailable: ${why}`);
+      assert.fail(`io_uring engine unavailable (${why}); set REFLEX_ALLOW_SKIP=1 to skip`);
+    }
+    const file = path.join(dir, 'depth.img');
+    // 12 is not a power of two: the kernel's ring is 16, the engine keeps 12.
+    const server = await startServer(resolveConfig({ device: file, deviceSize: 16 * MiB, workers: 1, queueDepth: 12, adminPort: 0, adminToken: 'queue-depth-token-0123', ports: [{ port: 0 }] }, 1));
+    try {
+      const admin = `http://127.0.0.1:${server.adminPort}`;
+      const auth = { headers: { authorization: 'Bearer queue-depth-token-0123' } };
+      const stats = async (): Promise<{ devices: Array<{ queueDepth: number | null }>; workers: Array<{ deviceInFlight: number; deviceAwaitingSlot: number }> }> =>
+        (await (await fetch(`${admin}/api/stats`, auth)).json()) as never;
+      assert.equal((await stats()).devices[0].queueDepth, 12);
+      assert.match(await (await fetch(`${admin}/metrics`, auth)).text(), /^reflex_device_queue_depth\{device="[^"]+"\} 12$/m);
+      // Written data, so that reads reach the disk (holes would not).
+      const c = await connect({ port: server.bindings[0].port, connections: 4 });
+      for (let off = 0; off < 16 * MiB; off += MiB) await c.write(off, Buffer.alloc(MiB, 0x3c));
+      let stop = false;
+      const lane = async (): Promise<void> => {
+        while (!stop) await c.read(Math.floor(Math.random() * 4096) * 4096, 4096);
+      };
+      const lanes = Array.from({ length: 64 }, lane);
+      let seen: { deviceInFlight: number; deviceAwaitingSlot: number } | null = null;
+      const deadline = Date.now() + 5000;
+      while (seen === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        const w = (await stats()).workers[0];
+        assert.ok(w.deviceInFlight <= 12, `${w.deviceInFlight} requests in a ring of 12`);
+        if (w.deviceInFlight > 0 && w.deviceAwaitingSlot > 0) seen = w;
+      }
+      stop = true;
+      await Promise.all(lanes);
+      await c.close();
+      assert.ok(seen !== null, 'never saw the ring in use with requests waiting for a slot');
+      await new Promise((r) => setTimeout(r, 250));
+      const idle = (await stats()).workers[0];
+      assert.deepEqual([idle.deviceInFlight, idle.deviceAwaitingSlot], [0, 0], 'idle again');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('--queue-depth out of range is refused', () => {
+    for (const bad of [0, 4097, 2.5]) assert.throws(() => resolveConfig({ memory: '1G', queueDepth: bad }, 1), /queueDepth/);
+    assert.equal(resolveConfig({ memory: '1G' }, 1).queueDepth, 128);
+  });
+});
+
 describe('a device with 4 KiB logical blocks', () => {
   it('answers EINVAL to 512-byte requests it cannot take with O_DIRECT, serves aligned ones', async (t) => {
     if (process.getuid?.() !== 0 || !loadUring().ok) {

@@ -33,6 +33,7 @@ export function makeControl(store: RegistryStore | null = null): Fixture {
     counters,
     workerStats,
     engineOf: () => 'memory',
+    queueDepthOf: () => null,
     apply: async () => {
       fx.applied++;
     },
