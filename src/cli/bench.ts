@@ -9,6 +9,11 @@ import { UsageError } from './usage-error.ts';
 
 const HELP = `usage: reflex bench [options]
 
+  --local PATH         no server: drive the storage engine on PATH directly
+                       (io_uring with O_DIRECT where it loads; says so when not)
+  --local-size SIZE    with --local: size of a new file (sparse)
+  --engine E           with --local: auto (default), uring or fs
+  --queue-depth N      with --local: io_uring slots, as serve --queue-depth (default 128)
   --host ADDR          server address (default 127.0.0.1)
   --port N             server port (default 1234)
   --conns M            connections (default 1)
@@ -60,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
         local: { type: 'string' },
         'local-size': { type: 'string' },
         engine: { type: 'string' },
+        'queue-depth': { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -81,6 +87,9 @@ export async function run(argv: string[]): Promise<number> {
   const noHello = values['no-hello'] === true;
   const span = values.span !== undefined ? sizeArg('--span', values.span) : undefined;
   if (noHello && span === undefined) throw new UsageError('--no-hello needs --span');
+  for (const flag of ['engine', 'local-size', 'queue-depth'] as const) {
+    if (values.local === undefined && values[flag] !== undefined) throw new UsageError(`--${flag} is for --local runs (a server's engine is set where it is started)`);
+  }
   const opts: BenchOptions = {
     target: {
       host: values.host ?? '127.0.0.1',
@@ -89,7 +98,15 @@ export async function run(argv: string[]): Promise<number> {
       sectorSize: int('--sector-size', values['sector-size'] ?? '512', 1),
       timeoutMs: int('--timeout-ms', values['timeout-ms'] ?? '10000', 0),
     },
-    local: values.local !== undefined ? { path: values.local, size: values['local-size'] !== undefined ? sizeArg('--local-size', values['local-size']) : undefined, engine: engineArg(values.engine) } : undefined,
+    local:
+      values.local !== undefined
+        ? {
+            path: values.local,
+            size: values['local-size'] !== undefined ? sizeArg('--local-size', values['local-size']) : undefined,
+            engine: engineArg(values.engine),
+            queueDepth: values['queue-depth'] !== undefined ? int('--queue-depth', values['queue-depth'], 1, 4096) : undefined,
+          }
+        : undefined,
     connections: int('--conns', values.conns ?? '1', 1),
     threads: int('--threads', values.threads ?? '1', 1),
     span,

@@ -36,6 +36,8 @@ export interface LocalTargetOptions {
   /** Largest request the generator will make. */
   maxLength: number;
   engine?: 'auto' | 'uring' | 'fs';
+  /** io_uring slots (default 128). */
+  queueDepth?: number;
   /** Poll the ring for completions (closed loop). Default false. */
   poll?: boolean;
 }
@@ -112,7 +114,7 @@ export class LocalTarget implements IoTarget {
   static async open(o: LocalTargetOptions): Promise<LocalTarget> {
     const spec: DeviceSpec = { kind: 'file', path: o.path, create: o.size !== undefined };
     if (o.size !== undefined) spec.size = o.size;
-    const opened = await openEngine(spec, { engine: o.engine ?? 'auto' });
+    const opened = await openEngine(spec, { engine: o.engine ?? 'auto', queueDepth: o.queueDepth });
     return new LocalTarget(opened.engine, o.lanes, o.maxLength, opened.fallbackReason, o.poll ?? false);
   }
 

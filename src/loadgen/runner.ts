@@ -20,7 +20,7 @@ import type { BenchRow } from './report.ts';
 export interface BenchOptions {
   target: Omit<NetworkTargetOptions, 'connections' | 'maxLength' | 'span'>;
   /** Drive this file or block device directly through the storage engine instead of a server. */
-  local?: { path: string; size?: number; engine?: 'auto' | 'uring' | 'fs' };
+  local?: { path: string; size?: number; engine?: 'auto' | 'uring' | 'fs'; queueDepth?: number };
   connections: number;
   threads: number;
   /** Bytes touched; default the whole volume. */
@@ -42,7 +42,7 @@ export interface BenchOutcome {
   span: number;
   sectorSize: number;
   /** --local only: the engine that ran, and why io_uring did not when it did not. */
-  local?: { engine: string; fallbackReason?: string };
+  local?: { engine: string; queueDepth?: number; fallbackReason?: string };
 }
 
 /** What a worker thread is given. */
@@ -79,6 +79,7 @@ export async function runBench(o: BenchOptions, progress?: (phase: number, p: Pr
   let local: BenchOutcome['local'];
   if (probe instanceof LocalTarget) {
     local = { engine: probe.engine.name };
+    if (probe.engine.queueDepth !== undefined) local.queueDepth = probe.engine.queueDepth;
     // A local run on the fs engine measures the page cache, not the device: say so before it starts.
     if (probe.fallbackReason !== undefined) {
       local.fallbackReason = probe.fallbackReason;

@@ -71,7 +71,7 @@ test('--local says which engine ran, and warns once when it fell back to the fs 
     fs.writeFileSync(file, Buffer.alloc(0));
     fs.truncateSync(file, 4 * 2 ** 20);
     const args = [CLI, 'bench', '--local', file, '--qd', '4', '--duration', '0.3', '--warmup', '0', '--json', '--quiet'];
-    type Out = { config: { localEngine: { engine: string; fallbackReason?: string } } };
+    type Out = { config: { localEngine: { engine: string; queueDepth?: number; fallbackReason?: string } } };
     const forced = await run(args, { ...process.env, REFLEX_NO_URING: '1' });
     assert.equal(forced.code, 0, forced.stderr);
     const warnings = forced.stderr.split('\n').filter((l) => l.startsWith('warning:'));
@@ -82,10 +82,13 @@ test('--local says which engine ran, and warns once when it fell back to the fs 
     assert.match(fell.fallbackReason ?? '', /REFLEX_NO_URING/);
     const env = { ...process.env };
     delete env.REFLEX_NO_URING;
-    const plain = await run(args, env);
+    const plain = await run([...args, '--queue-depth', '12'], env);
     assert.equal(plain.code, 0, plain.stderr);
     const engine = (JSON.parse(plain.stdout) as Out).config.localEngine;
-    if (engine.engine === 'uring') assert.doesNotMatch(plain.stderr, /warning:/);
+    if (engine.engine === 'uring') {
+      assert.doesNotMatch(plain.stderr, /warning:/);
+      assert.equal(engine.queueDepth, 12, 'the ring has the slots asked for');
+    }
     else assert.match(plain.stderr, /warning: io_uring engine unavailable/, 'a fallback is never silent');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -96,4 +99,10 @@ test('bad flags are usage errors', async () => {
   const r = await bench(['--qd', 'lots']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--qd/);
+  const stray = await bench(['--queue-depth', '64']);
+  assert.equal(stray.code, 2);
+  assert.match(stray.stderr, /--queue-depth is for --local runs/);
+  const tooDeep = await run([CLI, 'bench', '--local', 'nowhere.img', '--queue-depth', '5000']);
+  assert.equal(tooDeep.code, 2);
+  assert.match(tooDeep.stderr, /--queue-depth/);
 });
