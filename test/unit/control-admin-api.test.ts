@@ -276,6 +276,8 @@ test('admin: /api/stats reports sampled IOPS and p95 against the objective', asy
   row[WorkerField.COALESCE_SLEEPS] = 4;
   row[WorkerField.CONNECTIONS_OPENED] = 3;
   row[WorkerField.CONNECTIONS_CLOSED + 1] = 2; // 'error'
+  row[WorkerField.DEVICE_IN_FLIGHT] = 128;
+  row[WorkerField.DEVICE_AWAITING_SLOT] = 7;
   const w = (await call('GET', '/api/stats', undefined, { token: null })).body.workers;
   assert.deepEqual(w, [
     {
@@ -285,8 +287,13 @@ test('admin: /api/stats reports sampled IOPS and p95 against the objective', asy
       coalesceSleptUs: 0,
       connectionsOpened: 3,
       connectionsClosed: { peer: 0, error: 2, protocol: 0, revoked: 0, timeout: 0, shutdown: 0 },
+      deviceInFlight: 128,
+      deviceAwaitingSlot: 7,
     },
   ]);
+  const metrics = (await call('GET', '/metrics', undefined, { token: null })).body as string;
+  assert.match(metrics, /^reflex_worker_device_in_flight\{worker="0"\} 128$/m);
+  assert.match(metrics, /^reflex_worker_device_awaiting_slot\{worker="0"\} 7$/m);
 });
 
 test('admin token: created once with mode 0600, reused, or given; constant-time compare', () => {
