@@ -95,6 +95,13 @@ export class ClientConnection implements FrameSink {
   private readonly timeoutMs: number;
   private readonly closeOnTimeout: boolean;
   private readonly onNotice: ((notice: number, lba: number) => void) | undefined;
+  /**
+   * The volume size (sectors) of the last RESIZED notice since the last
+   * HELLO was sent here, or null. A notice is newer than the HELLO reply it
+   * follows, but may be parsed in the same read, before the caller awaiting
+   * that reply runs: the handshake checks this afterwards.
+   */
+  noticedSectors: number | null = null;
   private readonly inflight = new Map<number, Slot>();
   private readonly free: Slot[] = [];
   private handleLo: number;
@@ -323,7 +330,9 @@ export class ClientConnection implements FrameSink {
   onFrame(f: Frame): boolean {
     // Notices answer no request; a server sends them only after a HELLO that asked.
     if ((f.opcode & OPCODE_MASK) === Notice.RESIZED && f.handleLo === 0 && f.handleHi === 0) {
-      this.onNotice?.(Notice.RESIZED, f.lbaHi * 2 ** 32 + f.lbaLo);
+      const sectors = f.lbaHi * 2 ** 32 + f.lbaLo;
+      this.noticedSectors = sectors;
+      this.onNotice?.(Notice.RESIZED, sectors);
       return true;
     }
     const slot = this.inflight.get(f.handleLo);

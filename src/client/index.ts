@@ -167,8 +167,9 @@ export class ReflexClient extends EventEmitter {
    * other requests outstanding: the sector size it learns changes framing.
    */
   async hello(): Promise<HelloInfo | null> {
-    const info = await helloOn(this.pool.connections[0]);
-    if (info !== null) this.learn(info);
+    const conn = this.pool.connections[0];
+    const info = await helloOn(conn);
+    if (info !== null) this.learn(withNotices(info, [conn]));
     return info;
   }
 
@@ -259,7 +260,7 @@ export class ReflexClient extends EventEmitter {
   async attach(creds: AttachCredentials): Promise<HelloInfo> {
     let info: HelloInfo | null = null;
     for (const conn of this.pool.connections) info = await attachOn(conn, creds);
-    this.learn(info!);
+    this.learn(withNotices(info!, this.pool.connections));
     return info!;
   }
 
@@ -279,7 +280,8 @@ export class ReflexClient extends EventEmitter {
     assert(this.reconnector === null, 'reconnect enabled twice');
     this.timeoutMs = connOpts.timeoutMs ?? 30_000;
     const handshake = async (conn: ClientConnection): Promise<void> => {
-      const info = attach !== null ? await attachOn(conn, attach) : hello ? await helloOn(conn) : null;
+      const answered = attach !== null ? await attachOn(conn, attach) : hello ? await helloOn(conn) : null;
+      const info = answered === null ? null : withNotices(answered, [conn]);
       const size = info?.sectorSize ?? this.sectorSize;
       // Requests waiting to be sent again were framed in the old sector size.
       if (size !== this.sectorSize) {
@@ -307,8 +309,16 @@ export class ReflexClient extends EventEmitter {
   }
 }
 
+/** `info` with the size of a RESIZED notice that came after its HELLO on one of `conns` (it is newer). */
+function withNotices(info: HelloInfo, conns: readonly ClientConnection[]): HelloInfo {
+  let sectors: number | null = null;
+  for (const c of conns) sectors = c.noticedSectors ?? sectors;
+  return sectors === null ? info : { ...info, volumeSize: sectors * info.sectorSize };
+}
+
 /** HELLO on one connection; null when the server answers EINVAL (a v1 server). */
 async function helloOn(conn: ClientConnection): Promise<HelloInfo | null> {
+  conn.noticedSectors = null;
   const p = new PendingRequest('HELLO', true);
   conn.send(Cmd.HELLO, HelloFlag.NOTICES, 0, null, 0, p, 0);
   let payload: Buffer | null;
@@ -324,6 +334,7 @@ async function helloOn(conn: ClientConnection): Promise<HelloInfo | null> {
 
 /** HELLO (for the nonce) then ATTACH on one connection; rejects with EPERM when refused. */
 async function attachOn(conn: ClientConnection, creds: AttachCredentials): Promise<HelloInfo> {
+  conn.noticedSectors = null;
   const hello = new PendingRequest('HELLO', true);
   conn.send(Cmd.HELLO, HelloFlag.NOTICES, 0, null, 0, hello, 0);
   const h = await hello.promise;

@@ -224,6 +224,9 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   }
   const engine = (raw.engine ?? 'auto') as ServerConfig['engine'];
   if (!['auto', 'uring', 'fs'].includes(engine)) throw new ConfigError(`engine: "${raw.engine}" must be auto, uring or fs`);
+  if (raw.queueDepth !== undefined && (engine === 'fs' || !devices.some((d) => d.spec.kind === 'file'))) {
+    throw new ConfigError('queueDepth: only for file or block devices on the io_uring engine');
+  }
 
   // No ports configured: the original's best-effort port, on the first half of
   // the device; the other half stays free for volumes made through the admin API.
@@ -325,7 +328,7 @@ function checkSubmitBatch(on: boolean | undefined, poll: boolean): boolean {
 
 function checkCoalesce(us: number | undefined, poll: boolean): number {
   if (us === undefined) return DEFAULT_COALESCE_US;
-  if (poll) throw new ConfigError('coalesceUs: has no effect with poll (a polling worker never sleeps); drop one of them');
+  if (poll && us !== 0) throw new ConfigError('coalesceUs: has no effect with poll (a polling worker never sleeps); drop one of them');
   if (!Number.isInteger(us) || us < 0 || us > 1000) throw new ConfigError(`coalesceUs: ${us} must be an integer from 0 (off) to 1000`);
   return us;
 }

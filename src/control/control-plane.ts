@@ -310,10 +310,11 @@ export class ControlPlane {
   }
 
   /**
-   * Resizes a volume in place (see Registry.resizeVolume). Connections stay
-   * on a grown volume with the size they were bound with, and see the new
-   * size when they next connect or attach; a shrink cuts them, and the freed
-   * tail is zeroed before anyone else may use it.
+   * Resizes a volume in place (see Registry.resizeVolume). Native
+   * connections to a grown volume reach the new range at once (and are told,
+   * if their HELLO asked); NBD connections keep the size they negotiated. A
+   * shrink cuts them all, and the freed tail is zeroed before anyone else
+   * may use it.
    */
   async resizeVolume(name: string, size: number): Promise<Result<VolumeRecord>> {
     const r = this.registry.resizeVolume(name, size);

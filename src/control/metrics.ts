@@ -107,7 +107,7 @@ export class AdminMetrics {
       new Gauge({ name, help, labelNames, registers, collect() { this.reset(); fill(this); } });
     };
     // A device queue that sits at its depth with requests awaiting a slot is saturated (as iostat's aqu-sz).
-    gauge('reflex_worker_device_in_flight', 'Requests at the worker\'s devices (io_uring slots in use), sampled every 100 ms', ['worker'], (g) => {
+    gauge('reflex_worker_device_in_flight', 'Requests at the worker\'s devices (io_uring slots in use; every request in flight for other engines), sampled every 100 ms', ['worker'], (g) => {
       for (const w of m.scrape.workers) g.set({ worker: String(w.worker) }, w.deviceInFlight);
     });
     gauge('reflex_worker_device_awaiting_slot', 'Requests waiting in order for a free io_uring slot, sampled every 100 ms', ['worker'], (g) => {

@@ -111,7 +111,10 @@ function renderWorkers(workers) {
   const checks = workers.reduce((a, w) => a + w.coalesceChecks, 0);
   const sleeps = workers.reduce((a, w) => a + w.coalesceSleeps, 0);
   const n = workers.length + ' worker' + (workers.length === 1 ? '' : 's');
-  $('workers').textContent = n + (checks > 0 ? ' · coalesced ' + num((100 * sleeps) / checks, 0) + '% of reply turns' : ' · no coalescing');
+  const atDevice = workers.reduce((a, w) => a + w.deviceInFlight, 0);
+  const waiting = workers.reduce((a, w) => a + w.deviceAwaitingSlot, 0);
+  $('workers').textContent = n + (checks > 0 ? ' · coalesced ' + num((100 * sleeps) / checks, 0) + '% of reply turns' : ' · no coalescing') +
+    ' · ' + atDevice + ' at the device' + (waiting > 0 ? ', ' + waiting + ' waiting for a slot' : '');
 }
 
 function renderTable(tenants) {
@@ -163,7 +166,7 @@ async function tick() {
     if (!r.ok) throw new Error('HTTP ' + r.status);
     const s = await r.json();
     last = Date.now();
-    $('devices').textContent = s.devices.map((d) => d.name + ' (' + d.engine + ', ' + num(d.size / 2 ** 30, 1) + ' GiB, ' + num(d.deviceRateTokensPerSec / 1e6, 1) + 'M tokens/s)').join(' · ');
+    $('devices').textContent = s.devices.map((d) => d.name + ' (' + d.engine + (d.queueDepth !== null ? ' ×' + d.queueDepth : '') + ', ' + num(d.size / 2 ** 30, 1) + ' GiB, ' + num(d.deviceRateTokensPerSec / 1e6, 1) + 'M tokens/s)').join(' · ');
     renderWorkers(s.workers);
     renderTable(s.tenants);
     renderCharts(s.tenants);

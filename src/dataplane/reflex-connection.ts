@@ -96,7 +96,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private readBytes = 0;
   private readPaused = false;
   private closed = false;
+  /** The server decided to close: no more requests are read; end once replies are out. */
   private closeAfterFlush = false;
+  /** The client half-closed: serve what it sent, then end. */
+  private peerEnded = false;
   /** Why it is closing, once known (the first cause wins). */
   private closeReason: CloseReason | null = null;
 
@@ -117,9 +120,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     socket.on('close', () => this.teardown());
     socket.on('end', () => {
       this.closeReason ??= 'peer';
-      // Half-close from the client: answer what is in flight, then close.
-      this.closeAfterFlush = true;
-      if (this.outstanding === 0 && this.pending.length === 0) socket.end();
+      // Half-close from the client: answer every request it sent, including
+      // ones still buffered behind backpressure, then close.
+      this.peerEnded = true;
+      this.afterProgress();
     });
     if (this.binding) {
       this.plane.counters.add(this.binding.tenant, Field.CONNECTIONS, 1);
@@ -137,7 +141,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
    */
   grown(b: Binding): void {
     const was = this.binding;
-    if (was === null || b.volume.size <= was.volume.size || this.closed) return;
+    // A connection that is closing (the client half-closed, or it is being cut) gets no new frames.
+    if (was === null || b.volume.size <= was.volume.size || this.closed || this.closeAfterFlush || this.peerEnded) return;
     this.binding = b;
     this.volSectors = Math.floor(b.volume.size / this.ctx.sectorSize);
     if (!this.notices) return;
@@ -404,7 +409,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   }
 
   private afterProgress(): void {
-    if (this.closeAfterFlush && this.outstanding === 0 && this.pending.length === 0) {
+    const answered = this.outstanding === 0 && this.pending.length === 0;
+    // After a half-close, reading stops only for backpressure: once it is not
+    // paused the parser holds no complete frame (a partial one is dropped).
+    if (answered && (this.closeAfterFlush || (this.peerEnded && !this.readPaused))) {
       this.socket.end();
       return;
     }

@@ -108,8 +108,11 @@ async function main(init: WorkerInit): Promise<void> {
   const nbdTls = pemTls ? tls.createSecureContext(pemTls) : null;
   // TLS 1.3 only: its PSK handshake needs no certificate and keeps forward secrecy (psk_dhe_ke).
   const pskTls = tls.createSecureContext({ minVersion: 'TLSv1.3' });
+  // allowHalfOpen: a client that half-closes still gets the replies it is
+  // owed; the connections end the socket themselves once those are out
+  // (Node's default would end it at once, and later replies would be lost).
   const makeServer = (onSocket: (s: net.Socket) => void): net.Server =>
-    pemTls ? tls.createServer({ ...pemTls }, onSocket) : net.createServer({ noDelay: true }, onSocket);
+    pemTls ? tls.createServer({ ...pemTls, allowHalfOpen: true }, onSocket) : net.createServer({ noDelay: true, allowHalfOpen: true }, onSocket);
 
   const listen = (server: net.Server, p: number): Promise<number> =>
     new Promise((resolve, reject) => {
@@ -235,7 +238,7 @@ async function main(init: WorkerInit): Promise<void> {
   if (init.nbdPort !== null) {
     const { NbdConnection } = await import('../nbd/nbd-connection.ts');
     // NBD negotiates TLS in-band (STARTTLS), so its listener is plain TCP.
-    const server = net.createServer({ noDelay: true }, (socket) => {
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       sockets.add(socket);
       stats[WorkerField.CONNECTIONS_OPENED]++;
       const conn: NbdConnection = new NbdConnection(socket, {
@@ -292,6 +295,8 @@ async function main(init: WorkerInit): Promise<void> {
       counting = false;
       for (let i = 0; i < sockets.size; i++) countClose(stats, 'shutdown');
       for (const d of devices) await d.plane.engine.close();
+      stats[WorkerField.DEVICE_IN_FLIGHT] = 0;
+      stats[WorkerField.DEVICE_AWAITING_SLOT] = 0;
       const reply: WorkerReply = { type: 'drained' };
       port.postMessage(reply);
     }

@@ -106,6 +106,8 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   /** Bytes of read data in flight. */
   private readBytes = 0;
   private readPaused = false;
+  /** The client half-closed during transmission: serve what it sent, then close. */
+  private peerEnded = false;
   private closed = false;
   /** No more requests are read; the socket ends once every reply is out. */
   private closing = false;
@@ -117,7 +119,14 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
   private readonly onDrainBound = (): void => this.maybeResume();
   private readonly onEndBound = (): void => {
-    // Half-close from the client: answer what is in flight, then close.
+    // Half-close from the client while transmitting: serve every request it
+    // sent, including ones held behind backpressure (as a server that reads
+    // requests one by one would have read them all before the EOF), then close.
+    if (this.session !== null && !this.closing) {
+      this.peerEnded = true;
+      this.afterProgress();
+      return;
+    }
     this.beginClose(null);
   };
   private readonly onTimeoutBound = (): void => {
@@ -490,6 +499,11 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private afterProgress(): void {
     if (this.closing) {
       this.maybeEnd();
+      return;
+    }
+    // Unpaused after a half-close, the parser holds no complete request.
+    if (this.peerEnded && !this.readPaused) {
+      this.beginClose(null);
       return;
     }
     this.maybeResume();

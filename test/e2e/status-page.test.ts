@@ -86,7 +86,8 @@ test('status page: loads, shows the tenants, numbers change under load; screensh
     assert.match((await page.locator('tr[data-tenant="web"] td.p95').textContent()) ?? '', /\d+(\.\d+)? (µs|ms)/);
     assert.match((await page.locator('tr[data-tenant="batch"] td.mbs').textContent()) ?? '', /^\d/);
     assert.match((await page.locator('tr[data-tenant="web"] td.state').textContent()) ?? '', /objective/);
-    assert.match((await page.locator('#workers').textContent()) ?? '', /^\d+ workers? · (coalesced \d+% of reply turns|no coalescing)$/);
+    assert.match((await page.locator('#workers').textContent()) ?? '', /^\d+ workers? · (coalesced \d+% of reply turns|no coalescing) · \d+ at the device(, \d+ waiting for a slot)?$/);
+    assert.match((await page.locator('#devices').textContent()) ?? '', /^default \((uring ×128|file|memory), /);
     // Charts: an IOPS and a p95 line per tenant, and the objective lines for the LC one.
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('section.card[data-tenant="web"] svg path').length === 2);
     assert.equal(await page.locator('section.card[data-tenant="web"] svg line[stroke-dasharray]').count(), 2);

@@ -8,10 +8,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import net from 'node:net';
 import { resolveConfig } from '../../src/control/config.ts';
 import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
 import { connect, type ReflexClient } from '../../src/client/index.ts';
-import { Cmd, HelloFlag, Notice, Status } from '../../src/protocol/reflex-constants.ts';
+import { Cmd, HEADER_SIZE, HelloFlag, Notice, Status } from '../../src/protocol/reflex-constants.ts';
+import { HELLO_REPLY_SIZE } from '../../src/protocol/reflex-codec.ts';
 import { RawPeer, header } from '../helpers/raw-peer.ts';
 
 const MiB = 1 << 20;
@@ -119,5 +121,31 @@ test('after a shrink cuts it, a reconnecting client learns the smaller size', as
   } finally {
     await c.close();
     assert.ok((await server.control.removeTenant('shrink')).ok);
+  }
+});
+
+test('a grow while a half-closed client is owed replies loses none of them', async () => {
+  const t = await server.control.createTenant({ name: 'closing', class: 'BE', volumeSize: 32 * MiB, port: 0 });
+  assert.ok(t.ok, t.ok ? '' : t.reason);
+  const s = net.connect({ port: t.value.port!, host: '127.0.0.1' });
+  await once(s, 'connect');
+  try {
+    s.write(header(Cmd.HELLO, 1, HelloFlag.NOTICES, 0));
+    // 32 reads of 1 MiB, then a half-close: the server answers, then ends, while the client is not reading.
+    for (let i = 0; i < 32; i++) s.write(header(Cmd.GET, 2 + i, (i * MiB) / 512, MiB / 512));
+    s.end();
+    s.pause();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok((await server.control.resizeVolume('closing', 40 * MiB)).ok);
+    let bytes = 0;
+    s.on('data', (c: Buffer) => (bytes += c.length));
+    s.resume();
+    await once(s, 'close');
+    // The notice comes too if the grow landed before the server saw the half-close; nothing else may.
+    const owed = HEADER_SIZE + HELLO_REPLY_SIZE + 32 * (HEADER_SIZE + MiB);
+    assert.ok(bytes === owed || bytes === owed + HEADER_SIZE, `${bytes} bytes, owed ${owed}`);
+  } finally {
+    s.destroy();
+    assert.ok((await server.control.removeTenant('closing')).ok);
   }
 });

@@ -54,6 +54,8 @@ describe('resolveConfig', () => {
     ['coalescing over 1 ms', { memory: '1G', coalesceUs: 5000 }, /coalesceUs/],
     ['submit batching without polling', { memory: '1G', submitBatch: true }, /submitBatch: only with poll/],
     ['coalescing with polling', { memory: '1G', poll: true, coalesceUs: 20 }, /coalesceUs: has no effect with poll/],
+    ['a queue depth for a memory device', { memory: '1G', queueDepth: 64 }, /queueDepth: only for file or block devices/],
+    ['a queue depth on the fs engine', { device: 'x.img', engine: 'fs', queueDepth: 64 }, /queueDepth: only for file or block devices/],
   ];
   for (const [what, raw, message] of refused) {
     it(`refuses: ${what}`, () => assert.throws(() => resolveConfig(raw, 2), (e: Error) => e instanceof ConfigError && message.test(e.message)));
