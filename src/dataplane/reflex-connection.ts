@@ -6,7 +6,9 @@
  * requests are accepted before the connection stops reading (the kernel's
  * socket buffer then pushes back on the client), and a client that does not
  * read its responses stops being read too once the socket's write buffer
- * passes its high-water mark.
+ * passes its high-water mark. That mark counts the data buffers of requests
+ * in flight too, reads and writes alike, so a slow device cannot make a
+ * connection hold more than about REPLY_HIGH_WATER of write payloads.
  */
 import crypto from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -92,8 +94,11 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
-  /** Bytes of read data in flight: replies that will need room. */
-  private readBytes = 0;
+  /**
+   * Data buffers of requests in flight: reads (replies that will need room)
+   * and writes (payloads held until the device has them).
+   */
+  private dataBytes = 0;
   private readPaused = false;
   private closed = false;
   /** The server decided to close: no more requests are read; end once replies are out. */
@@ -159,7 +164,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
   // ---- inbound -------------------------------------------------------------
 
   onFrame(f: Frame): boolean {
-    if (this.closed) return false;
+    // Once the server has decided to close, nothing more is carried out.
+    if (this.closed || this.closeAfterFlush) return false;
     const op = f.opcode & OPCODE_MASK;
     const flags = f.opcode & ~OPCODE_MASK;
     if (flags !== 0 && (flags !== FLAG_FUA || (op !== Cmd.SET && op !== Cmd.SET_NO_ACK))) {
@@ -264,7 +270,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       req.buf = null;
     }
     this.outstanding++;
-    if (op === Op.READ) this.readBytes += length;
+    if (op === Op.READ || op === Op.WRITE) this.dataBytes += length;
     plane.submit(req);
     if (this.outstanding >= this.ctx.maxOutstanding || this.replyBytes() > REPLY_HIGH_WATER) {
       this.pauseReading();
@@ -277,7 +283,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   complete(req: DpRequest): void {
     this.outstanding--;
-    if (req.op === Op.READ) this.readBytes -= req.length;
+    if (req.op === Op.READ || req.op === Op.WRITE) this.dataBytes -= req.length;
     const counters = this.plane.counters;
     const t = req.tenant;
     if (req.result < 0) {
@@ -362,6 +368,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       if (++this.attachFailures >= MAX_ATTACH_FAILURES) {
         this.closeReason ??= 'protocol';
         this.closeAfterFlush = true;
+        this.pauseReading();
       }
       return;
     }
@@ -421,7 +428,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   /** Reply bytes this connection has coming or unsent. */
   private replyBytes(): number {
-    return this.readBytes + this.pendingBytes + this.socket.writableLength;
+    return this.dataBytes + this.pendingBytes + this.socket.writableLength;
   }
 
   private pauseReading(): void {

@@ -9,7 +9,8 @@
  * same promises as the native protocol's connection (reflex-connection.ts):
  * - bounded memory: at most `ctx.maxOutstanding` requests in flight before
  *   the parser and the socket pause, and no reading while more than
- *   REPLY_HIGH_WATER bytes of replies are coming or wait in the socket;
+ *   REPLY_HIGH_WATER bytes of replies are coming or wait in the socket, or
+ *   of write payloads wait for the device;
  * - replies of one event-loop turn go out in one socket write, serialized
  *   into the plane's shared scratch memory when they fit;
  * - it never throws on client input: bad bytes get an error reply or a
@@ -103,8 +104,8 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private immediate: Immediate[] = [];
   private pendingBytes = 0;
   private outstanding = 0;
-  /** Bytes of read data in flight. */
-  private readBytes = 0;
+  /** Data buffers of requests in flight: read data to send, write payloads to store. */
+  private dataBytes = 0;
   private readPaused = false;
   /** The client half-closed during transmission: serve what it sent, then close. */
   private peerEnded = false;
@@ -366,7 +367,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
       req.buf = null;
     }
     this.outstanding++;
-    if (op === Op.READ) this.readBytes += req.length;
+    if (op === Op.READ || op === Op.WRITE) this.dataBytes += req.length;
     plane.submit(req);
     if (this.outstanding >= this.ctx.maxOutstanding || this.replyBytes() > REPLY_HIGH_WATER) this.pauseReading();
   }
@@ -375,7 +376,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
 
   complete(req: DpRequest): void {
     this.outstanding--;
-    if (req.op === Op.READ) this.readBytes -= req.length;
+    if (req.op === Op.READ || req.op === Op.WRITE) this.dataBytes -= req.length;
     if (this.closed) {
       this.plane.release(req);
       return;
@@ -511,7 +512,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
 
   /** Reply bytes this connection has coming or unsent. */
   private replyBytes(): number {
-    return this.readBytes + this.pendingBytes + this.socket.writableLength;
+    return this.dataBytes + this.pendingBytes + this.socket.writableLength;
   }
 
   private pauseReading(): void {

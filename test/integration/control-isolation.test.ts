@@ -134,6 +134,30 @@ describe('authentication', () => {
     }
     await peer.waitClosed();
   });
+
+  it('after the third refusal nothing else on the connection is carried out', async () => {
+    // A v1 port: its connections reach the legacy volume without ATTACH.
+    const legacyPort = server.bindings[0].port;
+    const check = await RawPeer.connect(legacyPort);
+    check.send(header(Cmd.SET, 1, 2048, 8), Buffer.alloc(4096, 0));
+    await check.waitReplies(1);
+    const peer = await RawPeer.connect(legacyPort);
+    const bad = encodeAttach('11'.repeat(32), Buffer.alloc(16), 'alpha', 'alpha');
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 3; i++) frames.push(header(Cmd.ATTACH, 20 + i, 0, bad.length), bad);
+    frames.push(header(Cmd.SET, 30, 2048, 8), Buffer.alloc(4096, 0xee), header(Cmd.GET, 31, 2048, 8));
+    peer.send(...frames);
+    await peer.waitClosed();
+    assert.deepEqual(peer.replies.map((r) => [r.handle, r.opcode]), [
+      [20, Status.EPERM],
+      [21, Status.EPERM],
+      [22, Status.EPERM],
+    ]);
+    check.send(header(Cmd.GET, 2, 2048, 8));
+    const [, read] = await check.waitReplies(2);
+    assert.deepEqual(read.payload, Buffer.alloc(4096, 0), 'the SET sent after the third refusal was not written');
+    check.close();
+  });
 });
 
 describe('bounds', () => {
