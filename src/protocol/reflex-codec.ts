@@ -143,6 +143,10 @@ export class FrameParser {
       if (this.len === 0) {
         this.buf = EMPTY;
         this.off = 0;
+        // A large SET reassembled across reads grew the buffer; an idle
+        // connection must not keep megabytes for it (a busy one rarely ends
+        // a read on a frame boundary, so it keeps its buffer while streaming).
+        if (this.ownBuf.length > KEEP_MAX) this.ownBuf = EMPTY;
       } else if (this.buf !== this.ownBuf) {
         this.keepLeftover();
       }
@@ -182,6 +186,11 @@ export class FrameParser {
 
   private ownBuf: Buffer = EMPTY;
 
+  /** Reassembly memory (bytes) kept between frames once the parser is empty. */
+  get retainedBytes(): number {
+    return this.ownBuf.length;
+  }
+
   private keepLeftover(): void {
     const need = this.len;
     if (this.ownBuf.length < need) this.ownBuf = Buffer.allocUnsafe(Math.max(need, 4096));
@@ -220,6 +229,8 @@ export class FrameParser {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** A reassembly buffer larger than this is dropped when the parser empties. */
+const KEEP_MAX = 64 * 1024;
 
 /** Largest LBA halves whose byte offset could still be a safe integer. */
 const TWO_32 = 0x1_0000_0000;

@@ -160,3 +160,25 @@ describe('ReFlex codec', () => {
     assert.throws(() => decodeHelloInfo(Buffer.alloc(10)), /expected 48/);
   });
 });
+
+describe('FrameParser memory', () => {
+  it('drops the reassembly buffer of a large SET once the parser is empty', () => {
+    const p = server();
+    const whole = frame(Cmd.SET, 1, 0, 2048, Buffer.alloc(1 << 20, 7));
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < whole.length; at += 65536) chunks.push(whole.subarray(at, at + 65536));
+    const { frames } = collect(p, chunks);
+    assert.equal(frames.length, 1);
+    assert.equal(frames[0].payload!.length, 1 << 20);
+    assert.equal(p.buffered, 0);
+    assert.ok(p.retainedBytes <= 64 * 1024, `${p.retainedBytes} bytes kept by an idle parser`);
+  });
+
+  it('keeps a small buffer for frames split across reads', () => {
+    const p = server();
+    const whole = frame(Cmd.SET, 1, 0, 8, Buffer.alloc(4096, 7));
+    const { frames } = collect(p, [whole.subarray(0, 100), whole.subarray(100)]);
+    assert.equal(frames.length, 1);
+    assert.ok(p.retainedBytes > 0 && p.retainedBytes <= 64 * 1024, `${p.retainedBytes}`);
+  });
+});
