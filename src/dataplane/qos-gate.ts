@@ -67,16 +67,18 @@ export class QosGate implements Gate {
 
   /**
    * Makes the gate's tenants exactly `list`. Returns the queued requests of
-   * tenants that are gone (or changed class), for the caller to fail.
+   * tenants that are gone, for the caller to fail. A tenant that changed
+   * class keeps its queued requests: they move, in order, to its new queue.
    */
   sync(list: GateTenant[]): DpRequest[] {
     const orphans: DpRequest[] = [];
+    const moved: DpRequest[] = [];
     const next = new Map<number, GateTenant>();
     for (const t of list) next.set(t.id, t);
     for (const [id, old] of this.tenants) {
       const now = next.get(id);
       if (now === undefined || now.kind !== old.kind) {
-        orphans.push(...this.sched.removeTenant(id));
+        (now === undefined ? orphans : moved).push(...this.sched.removeTenant(id));
         this.handles[id] = undefined;
       }
     }
@@ -84,6 +86,7 @@ export class QosGate implements Gate {
       if (this.handles[t.id] === undefined) this.handles[t.id] = this.sched.addTenant({ id: t.id, kind: t.kind, rateTokensPerSec: 0 });
     }
     this.tenants = next;
+    for (const req of moved) this.enqueue(req);
     return orphans;
   }
 
