@@ -1,4 +1,4 @@
-import { Op, type Engine, type IoRequest, type OpCode } from '../storage/engine.ts';
+import { Errno, Op, type Engine, type IoRequest, type OpCode } from '../storage/engine.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { RequestPool, type DpRequest } from './request.ts';
 import type { TenantCounters } from './tenant-counters.ts';
@@ -37,6 +37,8 @@ class PassThroughGate implements Gate {
 const SCRATCH_BYTES = 1 << 20;
 /** Largest WRITE_ZEROES one scrub step asks of the engine. */
 const SCRUB_CHUNK = 1 << 30;
+/** Size of the zero buffer written where the device cannot zero a range itself. */
+const ZERO_WRITE_CHUNK = 1 << 20;
 
 /** Something with responses waiting to be written. */
 export interface Flushable {
@@ -76,14 +78,49 @@ export class DataPlane {
     this.engine = engine;
     this.counters = counters;
     this.buffers = new BufferPool(engine);
-    engine.onComplete = (r: IoRequest) => {
-      const req = r as DpRequest;
-      const owner = req.owner;
-      if (owner !== null) owner.complete(req);
-      else this.release(req);
-      // Completions free device capacity: the gate may now issue more.
-      if (this.gate.queued > 0) this.scheduleRound();
-    };
+    engine.onComplete = (r: IoRequest) => this.completed(r as DpRequest);
+  }
+
+  private completed(req: DpRequest): void {
+    if (req.op === Op.WRITE_ZEROES && req.result === Errno.EOPNOTSUPP) {
+      // No zeroing in the filesystem or device (tmpfs, some block devices):
+      // write zeros instead, as the command promises zeros, not a method.
+      void this.zeroByWriting(req);
+      return;
+    }
+    if (req.fua && req.result === 0 && (req.op === Op.TRIM || req.op === Op.WRITE_ZEROES)) {
+      // Engines make a FUA write durable themselves, not these: a flush does.
+      req.flushFor = req.op;
+      req.op = Op.FLUSH;
+      req.fua = false;
+      this.engine.submit(req);
+      this.engine.kick();
+      return;
+    }
+    if (req.flushFor !== 0) {
+      req.op = req.flushFor as OpCode;
+      req.flushFor = 0;
+      req.fua = true;
+    }
+    const owner = req.owner;
+    if (owner !== null) owner.complete(req);
+    else this.release(req);
+    // Completions free device capacity: the gate may now issue more.
+    if (this.gate.queued > 0) this.scheduleRound();
+  }
+
+  private zeroBuffer: Buffer | null = null;
+
+  /** Finishes a WRITE_ZEROES by writing a shared buffer of zeros over its range. */
+  private async zeroByWriting(req: DpRequest): Promise<void> {
+    if (this.zeroBuffer === null) this.zeroBuffer = this.engine.allocBuffer(ZERO_WRITE_CHUNK).fill(0);
+    const end = req.offset + req.length;
+    let err = 0;
+    for (let at = req.offset; at < end && err === 0; at += ZERO_WRITE_CHUNK) {
+      err = await this.oneOp(Op.WRITE, at, Math.min(ZERO_WRITE_CHUNK, end - at), this.zeroBuffer);
+    }
+    req.result = err;
+    this.completed(req);
   }
 
   /** A request object from this plane's pool, tied to this plane for its release. */
@@ -156,7 +193,8 @@ export class DataPlane {
     return this.oneOp(Op.FLUSH, 0, 0);
   }
 
-  private oneOp(op: OpCode, offset: number, length: number): Promise<number> {
+  /** One request straight to the engine (no scheduler); `shared` is a buffer the pools must not take. */
+  private oneOp(op: OpCode, offset: number, length: number, shared: Buffer | null = null): Promise<number> {
     return new Promise((resolve) => {
       const req = this.newRequest();
       req.op = op;
@@ -164,10 +202,11 @@ export class DataPlane {
       req.length = length;
       req.fua = false;
       req.result = 0;
-      req.buf = null;
+      req.buf = shared;
       req.owner = {
         complete: (r: DpRequest) => {
           const result = r.result;
+          r.buf = null;
           this.release(r);
           resolve(result < 0 ? result : 0);
         },

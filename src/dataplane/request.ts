@@ -25,6 +25,8 @@ export interface DpRequest extends IoRequest {
   startMs: number;
   /** Cost in scheduler tokens. */
   cost: number;
+  /** While a follow-up FLUSH runs for a FUA TRIM/WRITE_ZEROES: the op to answer for (else 0). */
+  flushFor: number;
 }
 
 export interface RequestOwner {
@@ -49,6 +51,7 @@ export class RequestPool {
     fresh.tenant = 0;
     fresh.startMs = 0;
     fresh.cost = 0;
+    fresh.flushFor = 0;
     fresh.ctx = fresh;
     return fresh;
   }

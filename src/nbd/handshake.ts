@@ -280,7 +280,7 @@ export class NbdHandshake {
     if (this.opts.requireTls && !this.tls) return this.close('EXPORT_NAME before TLS');
     const name = data.toString('utf8');
     const e = this.opts.exports(name);
-    if (e === undefined) return this.close(`unknown export ${JSON.stringify(name)}`);
+    if (e === undefined) return this.close(`unknown export ${quoted(name)}`);
     checkExportInfo(e);
     const flags = transmissionFlags(e, this.structured);
     const b = Buffer.alloc(10 + (this.noZeroes ? 0 : EXPORT_NAME_REPLY_ZEROES));
@@ -342,7 +342,7 @@ export class NbdHandshake {
       // NBD_INFO_EXPORT is always sent; unknown types are ignored, per spec.
     }
     const e = this.opts.exports(name);
-    if (e === undefined) return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${JSON.stringify(name)}`);
+    if (e === undefined) return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${quoted(name)}`);
     checkExportInfo(e);
     const flags = transmissionFlags(e, this.structured);
 
@@ -370,6 +370,8 @@ export class NbdHandshake {
   }
 
   private metaContext(option: number, data: Buffer): void {
+    // A SET replaces the previous selection even when it fails.
+    if (option === Opt.SET_META_CONTEXT) this.metaContexts = [];
     const q = parseMetaQuery(data);
     if (typeof q === 'string') return this.reply(option, Rep.ERR_INVALID, q);
     const isSet = option === Opt.SET_META_CONTEXT;
@@ -377,7 +379,7 @@ export class NbdHandshake {
       return this.reply(option, Rep.ERR_INVALID, 'structured replies not negotiated');
     }
     if (this.opts.exports(q.name) === undefined) {
-      return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${JSON.stringify(q.name)}`);
+      return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${quoted(q.name)}`);
     }
     let matched: boolean;
     if (isSet) {
@@ -476,4 +478,9 @@ function parseMetaQuery(data: Buffer): { name: string; queries: string[] } | str
   }
   if (at !== data.length) return 'trailing bytes after queries';
   return { name, queries };
+}
+
+/** An export name for a message: quoted, and short enough that the message stays within NBD's 4096-byte string limit. */
+function quoted(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
 }

@@ -42,7 +42,7 @@ import { validateRequest } from './validate.ts';
 import { nbdErrorFromResult } from './errno.ts';
 import { OFFSET_DATA_HEADER_SIZE, writeOffsetDataHeader, writeSimpleReply, writeStructuredHeader } from './replies.ts';
 import { VolumeExports } from './volume-exports.ts';
-import { Op, type OpCode } from '../storage/engine.ts';
+import { Errno, Op, type OpCode } from '../storage/engine.ts';
 import { assert } from '../util/assert.ts';
 import { tuneDataSocket } from '../util/socket-options.ts';
 import { stillServes, type ExportedVolume, type FrontEndContext } from '../dataplane/front-end.ts';
@@ -383,6 +383,9 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     }
     const counters = this.plane.counters;
     const t = req.tenant;
+    // NBD's TRIM is advisory ("the server MAY ignore it"): a device that cannot
+    // discard has done what was asked, and a kernel client would log EIO.
+    if (req.op === Op.TRIM && req.result === Errno.EOPNOTSUPP) req.result = 0;
     if (req.result < 0) {
       counters.add(t, Field.ERRORS, 1);
       this.pendingBytes += this.structured ? ERROR_CHUNK_SIZE : SIMPLE_REPLY_SIZE;

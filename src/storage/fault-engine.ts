@@ -36,6 +36,8 @@ export interface FaultSpec {
   delayUs?: number;
   fullAfterBytes?: number;
   seed?: number;
+  /** Commands the device refuses with EOPNOTSUPP, as one without discard or zeroing does. */
+  unsupported?: Array<'trim' | 'write-zeroes'>;
 }
 
 /** What the wrapper did so far (tests and logs read it). */
@@ -44,6 +46,7 @@ export interface FaultStats {
   writeErrors: number;
   rangeErrors: number;
   enospc: number;
+  unsupported: number;
   delayed: number;
   passed: number;
 }
@@ -83,7 +86,7 @@ function parseRate(key: string, v: string): number {
 
 /**
  * Parses a compact spec: comma-separated key=value pairs, e.g.
- * "read-error=0.01,write-error=0.01,delay-us=500,full-after=64M,fail=0-4096,seed=1".
+ * "read-error=0.01,write-error=0.01,delay-us=500,full-after=64M,fail=0-4096,unsupported=trim/write-zeroes,seed=1".
  * `fail` may repeat and takes START-END (end exclusive) or START+LENGTH, with
  * size suffixes K, M, G, T. An empty string is an empty spec (no faults).
  */
@@ -112,6 +115,12 @@ export function parseFaultSpec(text: string): FaultSpec {
       case 'seed':
         spec.seed = parseSize(key, value);
         break;
+      case 'unsupported':
+        for (const u of value.split('/')) {
+          if (u !== 'trim' && u !== 'write-zeroes') throw new RangeError(`fault spec: unsupported=${value}: each of trim, write-zeroes (joined with /)`);
+          (spec.unsupported ??= []).push(u);
+        }
+        break;
       case 'fail': {
         const m = /^([^-+]+)([-+])(.+)$/.exec(value);
         if (m === null) throw new RangeError(`fault spec: fail=${value} is not START-END or START+LENGTH`);
@@ -122,7 +131,7 @@ export function parseFaultSpec(text: string): FaultSpec {
         break;
       }
       default:
-        throw new RangeError(`fault spec: unknown key "${key}" (read-error, write-error, delay-us, full-after, fail, seed)`);
+        throw new RangeError(`fault spec: unknown key "${key}" (read-error, write-error, delay-us, full-after, fail, unsupported, seed)`);
     }
   }
   checkFaultSpec(spec);
@@ -142,7 +151,7 @@ export class FaultEngine implements Engine {
   readonly size: number;
   readonly blockSize: number;
   readonly inner: Engine;
-  readonly stats: FaultStats = { readErrors: 0, writeErrors: 0, rangeErrors: 0, enospc: 0, delayed: 0, passed: 0 };
+  readonly stats: FaultStats = { readErrors: 0, writeErrors: 0, rangeErrors: 0, enospc: 0, unsupported: 0, delayed: 0, passed: 0 };
   onComplete: CompletionHandler = () => {
     throw new Error('FaultEngine: onComplete not set');
   };
@@ -150,6 +159,7 @@ export class FaultEngine implements Engine {
   private readonly readRate: number;
   private readonly writeRate: number;
   private readonly ranges: Array<[number, number]>;
+  private readonly refused: Set<number>;
   private readonly delayMs: number;
   private readonly fullAfter: number;
   private readonly rng: { s: number };
@@ -189,6 +199,7 @@ export class FaultEngine implements Engine {
     this.readRate = spec.readErrorRate ?? 0;
     this.writeRate = spec.writeErrorRate ?? 0;
     this.ranges = (spec.failOffsets ?? []).map(([a, b]) => [a, b] as [number, number]);
+    this.refused = new Set((spec.unsupported ?? []).map((u) => (u === 'trim' ? Op.TRIM : Op.WRITE_ZEROES)));
     this.delayMs = Math.ceil((spec.delayUs ?? 0) / 1000);
     this.fullAfter = spec.fullAfterBytes ?? Infinity;
     this.rng = { s: (spec.seed ?? 1) | 0 };
@@ -245,6 +256,10 @@ export class FaultEngine implements Engine {
   private decide(req: IoRequest): number {
     const op = req.op;
     if (op === Op.FLUSH) return 0;
+    if (this.refused.has(op)) {
+      this.stats.unsupported++;
+      return Errno.EOPNOTSUPP;
+    }
     if (this.ranges.length > 0) {
       const start = req.offset;
       const end = req.offset + req.length;

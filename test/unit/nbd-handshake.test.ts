@@ -602,3 +602,24 @@ test('fuzz: every complete option gets exactly one final reply, or the session e
     }
   }
 });
+
+test('a SET_META_CONTEXT that fails still clears the earlier selection', () => {
+  const o = runAll(
+    cat(
+      encodeClientFlags(FIXED),
+      encodeOption(Opt.STRUCTURED_REPLY),
+      encodeMetaContextOption(Opt.SET_META_CONTEXT, 'disk', [BASE_ALLOCATION]),
+      encodeMetaContextOption(Opt.SET_META_CONTEXT, 'nope', [BASE_ALLOCATION]),
+      encodeInfoOption(Opt.GO, 'disk', []),
+    ),
+  );
+  assert.deepEqual(types(o.replies), [Rep.ACK, Rep.META_CONTEXT, Rep.ACK, Rep.ERR_UNKNOWN, Rep.INFO, Rep.INFO, Rep.ACK]);
+  assert.deepEqual(session(o).metaContexts, [], 'BLOCK_STATUS is not enabled by the replaced selection');
+});
+
+test('an error message naming a 4096-byte export stays within the 4096-byte string limit', () => {
+  const long = 'x'.repeat(4096);
+  const o = runAll(cat(encodeClientFlags(FIXED), encodeInfoOption(Opt.INFO, long, []), encodeOption(Opt.ABORT)));
+  assert.equal(o.replies[0].type, Rep.ERR_UNKNOWN);
+  assert.ok(o.replies[0].data.length <= 4096, `${o.replies[0].data.length} bytes`);
+});
