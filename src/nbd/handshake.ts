@@ -342,7 +342,7 @@ export class NbdHandshake {
       // NBD_INFO_EXPORT is always sent; unknown types are ignored, per spec.
     }
     const e = this.opts.exports(name);
-    if (e === undefined) return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${quoted(name)}`);
+    if (e === undefined) return this.noSuchExport(option, name);
     checkExportInfo(e);
     const flags = transmissionFlags(e, this.structured);
 
@@ -369,6 +369,17 @@ export class NbdHandshake {
     }
   }
 
+  /**
+   * Before TLS, where TLS is on offer (selective TLS), an export this client
+   * cannot see may need TLS: say TLS_REQD, as the spec asks for TLS-only
+   * exports. Unknown names get the same answer, so nothing leaks about which
+   * names exist.
+   */
+  private noSuchExport(option: number, name: string): void {
+    if (this.opts.tlsAvailable && !this.tls) return this.reply(option, Rep.ERR_TLS_REQD, `export ${quoted(name)} is unknown or needs TLS`);
+    this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${quoted(name)}`);
+  }
+
   private metaContext(option: number, data: Buffer): void {
     // A SET replaces the previous selection even when it fails.
     if (option === Opt.SET_META_CONTEXT) this.metaContexts = [];
@@ -379,7 +390,7 @@ export class NbdHandshake {
       return this.reply(option, Rep.ERR_INVALID, 'structured replies not negotiated');
     }
     if (this.opts.exports(q.name) === undefined) {
-      return this.reply(option, Rep.ERR_UNKNOWN, `unknown export ${quoted(q.name)}`);
+      return this.noSuchExport(option, q.name);
     }
     let matched: boolean;
     if (isSet) {

@@ -623,3 +623,11 @@ test('an error message naming a 4096-byte export stays within the 4096-byte stri
   assert.equal(o.replies[0].type, Rep.ERR_UNKNOWN);
   assert.ok(o.replies[0].data.length <= 4096, `${o.replies[0].data.length} bytes`);
 });
+
+test('selective TLS: before TLS, an export this client cannot see answers TLS_REQD; without TLS on offer, ERR_UNKNOWN', () => {
+  const ask = cat(encodeClientFlags(FIXED), encodeInfoOption(Opt.INFO, 'hidden-or-missing', []), encodeOption(Opt.ABORT));
+  assert.equal(runAll(ask, options({ tlsAvailable: true })).replies[0].type, Rep.ERR_TLS_REQD);
+  assert.equal(runAll(ask, options({ tlsAvailable: false })).replies[0].type, Rep.ERR_UNKNOWN);
+  // A visible export is served in plaintext as before.
+  assert.deepEqual(types(runAll(cat(encodeClientFlags(FIXED), encodeInfoOption(Opt.INFO, 'disk', []), encodeOption(Opt.ABORT)), options({ tlsAvailable: true })).replies).slice(0, 3), [Rep.INFO, Rep.INFO, Rep.ACK]);
+});
