@@ -90,6 +90,12 @@ export class DataPlane {
     }
     if (req.fua && req.result === 0 && (req.op === Op.TRIM || req.op === Op.WRITE_ZEROES)) {
       // Engines make a FUA write durable themselves, not these: a flush does.
+      // A closing engine takes no more: then durability cannot be promised.
+      if (this.closing) {
+        req.result = Errno.ECANCELED;
+        this.completed(req);
+        return;
+      }
       req.flushFor = req.op;
       req.op = Op.FLUSH;
       req.fua = false;
@@ -110,6 +116,8 @@ export class DataPlane {
   }
 
   private zeroBuffer: Buffer | null = null;
+  /** Set while the worker closes the engine: follow-up requests are not submitted. */
+  closing = false;
 
   /** Finishes a WRITE_ZEROES by writing a shared buffer of zeros over its range. */
   private async zeroByWriting(req: DpRequest): Promise<void> {
@@ -117,6 +125,12 @@ export class DataPlane {
     const end = req.offset + req.length;
     let err = 0;
     for (let at = req.offset; at < end && err === 0; at += ZERO_WRITE_CHUNK) {
+      // Stop for a connection that is gone: its volume may already belong to
+      // someone else (a shrink cuts connections, then frees the tail).
+      if (this.closing || req.owner?.live === false) {
+        err = Errno.ECANCELED;
+        break;
+      }
       err = await this.oneOp(Op.WRITE, at, Math.min(ZERO_WRITE_CHUNK, end - at), this.zeroBuffer);
     }
     req.result = err;

@@ -117,7 +117,7 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     this.parser = new FrameParser({ sectorSize: ctx.sectorSize, maxPayload: ctx.maxRequestBytes, rule: requestPayload });
     tuneDataSocket(socket);
     socket.on('data', (chunk: Buffer) => this.parser.push(chunk, this));
-    socket.on('drain', () => this.maybeResume());
+    socket.on('drain', () => this.afterProgress());
     socket.on('error', () => {
       this.closeReason ??= 'error';
       this.teardown();
@@ -134,6 +134,10 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
       this.plane.counters.add(this.binding.tenant, Field.CONNECTIONS, 1);
       ctx.onBind?.(this, this.binding);
     }
+  }
+
+  get live(): boolean {
+    return !this.closed;
   }
 
   get boundTo(): Binding | null {
@@ -448,7 +452,11 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     if (this.outstanding > this.ctx.maxOutstanding / 2 || bytes > REPLY_HIGH_WATER / 2) return;
     this.readPaused = false;
     this.parser.resume(this);
-    if (!this.readPaused) this.socket.resume();
+    if (!this.readPaused) {
+      this.socket.resume();
+      // Half-closed and now unpaused with everything answered: done.
+      if (this.peerEnded) this.afterProgress();
+    }
   }
 
   private teardown(): void {

@@ -31,6 +31,8 @@ export interface DpRequest extends IoRequest {
 
 export interface RequestOwner {
   complete(req: DpRequest): void;
+  /** False once the owner (a connection) is gone: work on its behalf may stop. */
+  readonly live?: boolean;
 }
 
 export class RequestPool {

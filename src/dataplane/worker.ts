@@ -294,7 +294,10 @@ async function main(init: WorkerInit): Promise<void> {
       for (const s of sockets) s.end();
       counting = false;
       for (let i = 0; i < sockets.size; i++) countClose(stats, 'shutdown');
-      for (const d of devices) await d.plane.engine.close();
+      for (const d of devices) {
+        d.plane.closing = true;
+        await d.plane.engine.close();
+      }
       stats[WorkerField.DEVICE_IN_FLIGHT] = 0;
       stats[WorkerField.DEVICE_AWAITING_SLOT] = 0;
       const reply: WorkerReply = { type: 'drained' };

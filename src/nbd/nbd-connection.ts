@@ -118,7 +118,7 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   private closeKind: CloseReason | null = null;
 
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
-  private readonly onDrainBound = (): void => this.maybeResume();
+  private readonly onDrainBound = (): void => this.afterProgress();
   private readonly onEndBound = (): void => {
     // Half-close from the client while transmitting: serve every request it
     // sent, including ones held behind backpressure (as a server that reads
@@ -538,7 +538,11 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     this.readPaused = false;
     // Held input first: it may fill the window again and pause once more.
     this.parser?.resume();
-    if (!this.readPaused) this.socket.resume();
+    if (!this.readPaused) {
+      this.socket.resume();
+      // Half-closed and now unpaused: close once the rest is answered.
+      if (this.peerEnded) this.afterProgress();
+    }
   }
 
   /** Stop reading; end the socket once every reply is written. `reason` marks a protocol error. */
@@ -568,6 +572,10 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
   }
 
   /** The volume this connection serves (null before transmission). */
+  get live(): boolean {
+    return !this.closed;
+  }
+
   get boundVolume(): ExportedVolume | null {
     return this.closed ? null : this.volume;
   }

@@ -58,3 +58,34 @@ test('native: WRITE_ZEROES zeroes by writing; TRIM answers ENOTSUP (it promises 
     await c.close();
   }
 });
+
+test('zeroing by writes stops when its connection is cut: a shrink frees the tail to another tenant, whose data survives', async () => {
+  // 100 ms per request: zeroing 8 MiB in 1 MiB writes takes ~0.8 s.
+  const slow = await startServer(
+    resolveConfig({ memory: 32 * MiB, workers: 1, faults: 'unsupported=write-zeroes,delay-us=100000', nbdPort: 0, ports: [{ port: 0, tenant: 't', volumeOffset: 0, volumeSize: 8 * MiB }] }, 1),
+  );
+  try {
+    const a = await greet(slow.nbdPort!);
+    await go(a, 't');
+    a.send(encodeRequest({ type: NbdCmd.WRITE_ZEROES, cookieLo: 1, offset: 0, length: 8 * MiB }));
+    await new Promise((r) => setTimeout(r, 150));
+    // The shrink cuts t's connection and scrubs [4, 8) MiB, which then goes to u.
+    assert.ok((await slow.control.resizeVolume('t', 4 * MiB)).ok);
+    assert.ok((await slow.control.createTenant({ name: 'u', class: 'BE' })).ok);
+    assert.ok((await slow.control.createVolume({ name: 'u', owner: 'u', size: 4 * MiB, offset: 4 * MiB })).ok);
+    const u = await greet(slow.nbdPort!);
+    await go(u, 'u');
+    u.send(encodeRequest({ type: NbdCmd.WRITE, cookieLo: 2, offset: 0, length: 4 * MiB }, Buffer.alloc(4 * MiB, 0xee)));
+    assert.equal((await simple(u)).error, 0);
+    // Long enough for the rest of t's zeroing to have landed, had it gone on.
+    await new Promise((r) => setTimeout(r, 1200));
+    u.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 3, offset: 0, length: 4 * MiB }));
+    const back = await simple(u, 4 * MiB);
+    assert.equal(back.error, 0);
+    assert.ok(back.data.every((b) => b === 0xee), `${back.data.filter((b) => b === 0).length} bytes of u's data were zeroed`);
+    a.destroy();
+    u.destroy();
+  } finally {
+    await slow.close();
+  }
+});

@@ -64,3 +64,30 @@ test('NBD: every reply arrives after a half-close, then the server closes', asyn
     nbd.destroy();
   }
 });
+
+test('a half-close while reading is paused at maxOutstanding still ends the connection, native and NBD', async () => {
+  const tight = await startServer(
+    resolveConfig({ memory: 16 * MiB, workers: 1, maxOutstanding: 4, faults: 'delay-us=1000', nbdPort: 0, ports: [{ port: 0, tenant: 'tight', volumeOffset: 0, volumeSize: 8 * MiB }] }, 1),
+  );
+  try {
+    for (const n of [4, 8]) {
+      const s = net.connect({ port: tight.bindings[0].port, host: '127.0.0.1' });
+      await once(s, 'connect');
+      let bytes = 0;
+      s.on('data', (c: Buffer) => (bytes += c.length));
+      for (let i = 0; i < n; i++) s.write(header(Cmd.GET, 1 + i, i * 8, 8));
+      s.end();
+      await Promise.race([once(s, 'close'), new Promise((_, reject) => setTimeout(() => reject(new Error(`native, ${n} reads: the server never ended the connection`)), 3000))]);
+      assert.equal(bytes, n * (HEADER_SIZE + 4096));
+    }
+    const nbd = await greet(tight.nbdPort!);
+    await go(nbd, 'tight');
+    for (let i = 0; i < 8; i++) nbd.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 1 + i, offset: i * 4096, length: 4096 }));
+    nbd.sock.end();
+    for (let i = 0; i < 8; i++) assert.equal((await simple(nbd, 4096)).error, 0);
+    await nbd.closed(3000);
+    nbd.destroy();
+  } finally {
+    await tight.close();
+  }
+});
