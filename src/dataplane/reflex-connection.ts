@@ -140,6 +140,11 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
     return !this.closed;
   }
 
+  /** Requests accepted and not yet completed (queued, or at the device), even after the connection closed. */
+  get inFlight(): number {
+    return this.outstanding;
+  }
+
   get boundTo(): Binding | null {
     return this.binding;
   }

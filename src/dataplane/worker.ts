@@ -188,20 +188,33 @@ async function main(init: WorkerInit): Promise<void> {
     // access; native connections to a grown volume reach the new range at
     // once (and are told, if they asked). NBD clients learn sizes only when
     // negotiating, so theirs keep the size they negotiated.
+    const revoked: Array<{ readonly inFlight: number }> = [];
     for (const c of [...conns]) {
       const b = c.boundTo;
       if (b === null) continue;
       const now = bindingFor(b.tenant, b.volume.name);
-      if (now === null || now.plane !== b.plane || !stillCovers(b.volume, now.volume)) c.revoke();
-      else if (now.volume.size > b.volume.size) c.grown(now);
+      if (now === null || now.plane !== b.plane || !stillCovers(b.volume, now.volume)) {
+        c.revoke();
+        revoked.push(c);
+      } else if (now.volume.size > b.volume.size) c.grown(now);
     }
     for (const c of [...nbdConns]) {
       const v = c.boundVolume;
       if (v === null) continue;
       const kept = stillServes(v, volumes.get(v.name)) && tenantDevice.has(v.tenant);
       // A tenant that now has a credential is reachable only by sessions that proved it.
-      if (!kept || (secrets.has(v.tenant) && c.authTenant !== v.tenant)) c.revoke();
+      if (!kept || (secrets.has(v.tenant) && c.authTenant !== v.tenant)) {
+        c.revoke();
+        revoked.push(c);
+      }
     }
+    // The control plane zeroes a freed range once every worker has applied
+    // the change: requests the cut connections still have queued or at the
+    // device must land first, or one could write into the range after its
+    // zeroing, where the next volume would find it.
+    const until = Date.now() + REVOKE_SETTLE_MS;
+    while (revoked.some((c) => c.inFlight > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+    if (revoked.some((c) => c.inFlight > 0)) console.warn(`reflex: requests of cut connections still in flight after ${REVOKE_SETTLE_MS} ms; freed ranges are zeroed anyway`);
     // v1 ports: open new ones, close the ones no longer bound.
     const wanted = new Map(next.ports.map((p) => [p.port, p]));
     for (const [p, server] of listeners) {
@@ -363,6 +376,10 @@ async function main(init: WorkerInit): Promise<void> {
   const ready: WorkerReply = { type: 'ready', nbdPort, attachPort, engines: engineNames, queueDepths, fallbackReason };
   port.postMessage(ready);
 }
+
+
+/** How long applying a change waits for the requests of the connections it cut. */
+const REVOKE_SETTLE_MS = 30_000;
 
 main(workerData as WorkerInit).catch((err: Error) => {
   const reply: WorkerReply = { type: 'failed', message: err.message };

@@ -576,6 +576,11 @@ export class NbdConnection implements NbdRequestHandler, RequestOwner, Flushable
     return !this.closed;
   }
 
+  /** Requests accepted and not yet completed (queued, or at the device), even after the connection closed. */
+  get inFlight(): number {
+    return this.outstanding;
+  }
+
   get boundVolume(): ExportedVolume | null {
     return this.closed ? null : this.volume;
   }

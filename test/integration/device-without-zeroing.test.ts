@@ -7,6 +7,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { resolveConfig } from '../../src/control/config.ts';
 import { startServer, type RunningServer } from '../../src/dataplane/server.ts';
 import { connect } from '../../src/client/index.ts';
@@ -87,5 +90,36 @@ test('zeroing by writes stops when its connection is cut: a shrink frees the tai
     u.destroy();
   } finally {
     await slow.close();
+  }
+});
+
+test('writes still queued when a shrink cuts their connection land before the freed tail is zeroed', async () => {
+  // 10,000 tokens/s and 1,000 per 4 KiB write: t's ten writes trickle out over a second.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-settle-'));
+  const deviceModel = path.join(dir, 'slow.devmodel');
+  fs.writeFileSync(deviceModel, `read_cost_4KB = 100; write_cost_4KB = 1000; max_token_rate = 10000;
+token_limits = ( { p95_latency_limit = 1000; max_token_rate = 10000; max_rdonly_token_rate = 10000; } );`);
+  const slow = await startServer(resolveConfig({ memory: 32 * MiB, workers: 1, deviceModel, nbdPort: 0, ports: [{ port: 0, tenant: 't', volumeOffset: 0, volumeSize: 8 * MiB }] }, 1));
+  try {
+    const t = await connect({ port: slow.bindings[0].port, timeoutMs: 10_000 });
+    const writes = Array.from({ length: 10 }, (_, i) => t.write(4 * MiB + i * 4096, Buffer.alloc(4096, 0x77)).catch(() => 'cut'));
+    await new Promise((r) => setTimeout(r, 100));
+    // Cuts t's connection with writes queued, then zeroes [4, 8) MiB; u's new volume takes that range.
+    assert.ok((await slow.control.resizeVolume('t', 4 * MiB)).ok);
+    await Promise.all(writes);
+    t.destroy();
+    assert.ok((await slow.control.createTenant({ name: 'u', class: 'BE' })).ok);
+    assert.ok((await slow.control.createVolume({ name: 'u', owner: 'u', size: 4 * MiB, offset: 4 * MiB })).ok);
+    await new Promise((r) => setTimeout(r, 300));
+    const u = await greet(slow.nbdPort!);
+    await go(u, 'u');
+    u.send(encodeRequest({ type: NbdCmd.READ, cookieLo: 1, offset: 0, length: 64 * 1024 }));
+    const back = await simple(u, 64 * 1024);
+    assert.equal(back.error, 0);
+    assert.ok(back.data.every((b) => b === 0), `${back.data.filter((b) => b === 0x77).length} bytes of t's writes are in u's new volume`);
+    u.destroy();
+  } finally {
+    await slow.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
