@@ -426,6 +426,8 @@ export class ReflexConnection implements FrameSink, RequestOwner, Flushable {
 
   private afterProgress(): void {
     const answered = this.outstanding === 0 && this.pending.length === 0;
+    // Idle: nothing in flight. A large reassembly buffer is not kept for later.
+    if (answered) this.parser.releaseMemory();
     // After a half-close, reading stops only for backpressure: once it is not
     // paused the parser holds no complete frame (a partial one is dropped).
     if (answered && (this.closeAfterFlush || (this.peerEnded && !this.readPaused))) {

@@ -143,10 +143,6 @@ export class FrameParser {
       if (this.len === 0) {
         this.buf = EMPTY;
         this.off = 0;
-        // A large SET reassembled across reads grew the buffer; an idle
-        // connection must not keep megabytes for it (a busy one rarely ends
-        // a read on a frame boundary, so it keeps its buffer while streaming).
-        if (this.ownBuf.length > KEEP_MAX) this.ownBuf = EMPTY;
       } else if (this.buf !== this.ownBuf) {
         this.keepLeftover();
       }
@@ -186,9 +182,19 @@ export class FrameParser {
 
   private ownBuf: Buffer = EMPTY;
 
-  /** Reassembly memory (bytes) kept between frames once the parser is empty. */
+  /** Reassembly memory (bytes) kept between frames. */
   get retainedBytes(): number {
     return this.ownBuf.length;
+  }
+
+  /**
+   * Gives back a large reassembly buffer when nothing is buffered. For an
+   * owner that has gone idle: a large SET that arrived in pieces grew the
+   * buffer, and an idle connection must not keep megabytes for it. (Not
+   * after every frame: a busy stream of large frames would reallocate it.)
+   */
+  releaseMemory(): void {
+    if (this.len === 0 && this.ownBuf.length > KEEP_MAX) this.ownBuf = EMPTY;
   }
 
   private keepLeftover(): void {
