@@ -46,12 +46,21 @@ test('an open-loop sweep gives one row per rate, near the requested rate', async
   for (const row of out.results) assert.ok(Math.abs(row.achievedIops / row.requestedIops - 1) < 0.3, `achieved ${row.achievedIops} of ${row.requestedIops}`);
 });
 
-test('--local drives a file through the engine in closed loop (reaping) and open loop (event loop)', async () => {
+/** Runs `fn` with a sparse file of `size` bytes in a fresh directory, removed afterwards. */
+async function withImage(size: number, fn: (file: string) => Promise<void>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-bench-local-'));
   try {
     const file = path.join(dir, 'local.img');
     fs.writeFileSync(file, Buffer.alloc(0));
-    fs.truncateSync(file, 16 * 2 ** 20);
+    fs.truncateSync(file, size);
+    await fn(file);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('--local drives a file through the engine in closed loop (reaping) and open loop (event loop)', async () => {
+  await withImage(16 * 2 ** 20, async (file) => {
     for (const mode of [['--qd', '1'], ['--qd', '16'], ['--iops', '2000', '--qd', '16']]) {
       const r = await run([CLI, 'bench', '--local', file, ...mode, '--duration', '1', '--warmup', '0.2', '--read-pct', '70', '--json']);
       assert.equal(r.code, 0, r.stderr);
@@ -59,17 +68,11 @@ test('--local drives a file through the engine in closed loop (reaping) and open
       assert.equal(row.errors, 0, mode.join(' '));
       assert.ok(row.completed > 500, `${mode.join(' ')}: ${row.completed} completed`);
     }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('--local says which engine ran, and warns once when it fell back to the fs engine', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reflex-bench-engine-'));
-  try {
-    const file = path.join(dir, 'local.img');
-    fs.writeFileSync(file, Buffer.alloc(0));
-    fs.truncateSync(file, 4 * 2 ** 20);
+  await withImage(4 * 2 ** 20, async (file) => {
     const args = [CLI, 'bench', '--local', file, '--qd', '4', '--duration', '0.3', '--warmup', '0', '--json', '--quiet'];
     type Out = { config: { localEngine: { engine: string; queueDepth?: number; fallbackReason?: string } } };
     const forced = await run(args, { ...process.env, REFLEX_NO_URING: '1' });
@@ -88,11 +91,8 @@ test('--local says which engine ran, and warns once when it fell back to the fs 
     if (engine.engine === 'uring') {
       assert.doesNotMatch(plain.stderr, /warning:/);
       assert.equal(engine.queueDepth, 12, 'the ring has the slots asked for');
-    }
-    else assert.match(plain.stderr, /warning: io_uring engine unavailable/, 'a fallback is never silent');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    } else assert.match(plain.stderr, /warning: io_uring engine unavailable/, 'a fallback is never silent');
+  });
 });
 
 test('bad flags are usage errors', async () => {

@@ -40,7 +40,7 @@ function wrap(spec: Parameters<typeof parseFaultSpec>[0] | object, size = 4 * Mi
 
 describe('parseFaultSpec', () => {
   it('parses every key, size suffixes and both range forms', () => {
-    const s = parseFaultSpec('read-error=0.01, write-error=0.5,delay-us=500,full-after=64M,fail=0-4096,fail=1M+8K,seed=7');
+    const s = parseFaultSpec('read-error=0.01, write-error=0.5,delay-us=500,full-after=64M,fail=0-4096,fail=1M+8K,unsupported=trim/write-zeroes,seed=7');
     assert.deepEqual(s, {
       readErrorRate: 0.01,
       writeErrorRate: 0.5,
@@ -50,13 +50,14 @@ describe('parseFaultSpec', () => {
         [0, 4096],
         [MiB, MiB + 8192],
       ],
+      unsupported: ['trim', 'write-zeroes'],
       seed: 7,
     });
     assert.deepEqual(parseFaultSpec(''), {});
   });
 
   it('rejects unknown keys, bad rates, bad sizes and empty ranges', () => {
-    for (const bad of ['bogus=1', 'read-error=1.5', 'read-error=', 'write-error=-0.1', 'delay-us=abc', 'full-after=12Q', 'fail=10-10', 'fail=20-10', 'fail=5', 'noequals']) {
+    for (const bad of ['bogus=1', 'read-error=1.5', 'read-error=', 'write-error=-0.1', 'delay-us=abc', 'full-after=12Q', 'fail=10-10', 'fail=20-10', 'fail=5', 'noequals', 'unsupported=flush', 'unsupported=', 'unsupported=trim/']) {
       assert.throws(() => parseFaultSpec(bad), RangeError, bad);
     }
   });

@@ -13,8 +13,12 @@ import { Cmd, HEADER_SIZE, Notice } from '../../src/protocol/reflex-constants.ts
 
 const MiB = 1 << 20;
 
-/** Answers HELLO with a 1 MiB volume and, in the same write, a notice that it is now 2 MiB (unless `withNotice` says no for this connection). */
-function scriptedServer(withNotice: (connection: number) => boolean, after?: (s: net.Socket, connection: number) => void): Promise<net.Server> {
+/**
+ * Answers HELLO with a 1 MiB volume and, in the same write, a notice that it
+ * is now 2 MiB (unless `withNotice` says no for this connection), with
+ * `handle` (a real notice has 0).
+ */
+function scriptedServer(withNotice: (connection: number) => boolean, after?: (s: net.Socket, connection: number) => void, handle = 0): Promise<net.Server> {
   let n = 0;
   const srv = net.createServer((s) => {
     const mine = n++;
@@ -27,7 +31,7 @@ function scriptedServer(withNotice: (connection: number) => boolean, after?: (s:
           const out = Buffer.alloc(2 * HEADER_SIZE + HELLO_REPLY_SIZE);
           writeHeader(out, 0, Cmd.HELLO, f.handleLo, f.handleHi, 0, 0, HELLO_REPLY_SIZE);
           encodeHelloInfo({ version: 2, sectorSize: 512, volumeSize: MiB, maxRequestBytes: MiB, features: 0, maxOutstanding: 64, tenantId: 1, nonce: Buffer.alloc(16) }, out, HEADER_SIZE);
-          writeHeader(out, HEADER_SIZE + HELLO_REPLY_SIZE, Notice.RESIZED, 0, 0, (2 * MiB) / 512, 0, 0);
+          writeHeader(out, HEADER_SIZE + HELLO_REPLY_SIZE, Notice.RESIZED, handle, 0, (2 * MiB) / 512, 0, 0);
           s.write(withNotice(mine) ? out : out.subarray(0, HEADER_SIZE + HELLO_REPLY_SIZE));
           after?.(s, mine);
           return true;
@@ -68,6 +72,19 @@ test('reconnect: the notice behind the new HELLO reply wins, and no false shrink
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(c.size, 2 * MiB);
     assert.deepEqual(events, [{ size: 2 * MiB, previous: MiB }]);
+  } finally {
+    c.destroy();
+    srv.close();
+  }
+});
+
+test('a RESIZED frame with a handle is not a notice: counted as unmatched, the size stays', async () => {
+  const srv = await scriptedServer(() => true, undefined, 5);
+  const c = await connect({ port: (srv.address() as net.AddressInfo).port, timeoutMs: 1000 });
+  try {
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(c.size, MiB);
+    assert.equal(c.pool.connections[0].unmatched, 1);
   } finally {
     c.destroy();
     srv.close();

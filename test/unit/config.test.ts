@@ -85,6 +85,12 @@ describe('config files and the serve command', () => {
       [['serve', '--memory', '16M', '--push-url', 'http://127.0.0.1:8080/', '--push-interval-ms', 'often', '--no-admin', '--no-persist'], /--push-interval-ms: "often" is not an integer/],
       [['serve', '--memory', '16M', '--push-url', 'http://127.0.0.1:8080/', '--push-interval-ms', '5', '--no-admin', '--no-persist'], /pushIntervalMs: 5/],
       [['serve', '--memory', '16M', '--server-id', 'has space', '--no-admin', '--no-persist'], /serverId/],
+      [['serve', '--device', path.join(dir, 'q.img'), '--queue-depth', 'deep', '--no-admin', '--no-persist'], /--queue-depth: "deep" is not an integer/],
+      [['serve', '--device', path.join(dir, 'q.img'), '--queue-depth', '0', '--no-admin', '--no-persist'], /queueDepth: 0 must be an integer from 1 to 4096/],
+      [['serve', '--memory', '16M', '--queue-depth', '64', '--no-admin', '--no-persist'], /queueDepth: only for file or block devices/],
+      [['serve', '--memory', '16M', '--submit-batch', '--no-admin', '--no-persist'], /submitBatch: only with poll/],
+      [['serve', '--memory', '16M', '--poll', '--coalesce-us', '20', '--no-admin', '--no-persist'], /coalesceUs: has no effect with poll/],
+      [['serve', '--memory', '16M', '--faults', 'unsupported=flush', '--no-admin', '--no-persist'], /unsupported=flush/],
     ];
     for (const [args, message] of cases) {
       const r = await run(process.execPath, [CLI, ...args]).then(
