@@ -208,13 +208,6 @@ async function main(init: WorkerInit): Promise<void> {
         revoked.push(c);
       }
     }
-    // The control plane zeroes a freed range once every worker has applied
-    // the change: requests the cut connections still have queued or at the
-    // device must land first, or one could write into the range after its
-    // zeroing, where the next volume would find it.
-    const until = Date.now() + REVOKE_SETTLE_MS;
-    while (revoked.some((c) => c.inFlight > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
-    if (revoked.some((c) => c.inFlight > 0)) console.warn(`reflex: requests of cut connections still in flight after ${REVOKE_SETTLE_MS} ms; freed ranges are zeroed anyway`);
     // v1 ports: open new ones, close the ones no longer bound.
     const wanted = new Map(next.ports.map((p) => [p.port, p]));
     for (const [p, server] of listeners) {
@@ -235,6 +228,13 @@ async function main(init: WorkerInit): Promise<void> {
       }
     }
     // v1 connections on a port that now names another tenant or volume keep their old binding until they reconnect.
+    // The control plane zeroes a freed range once every worker has applied
+    // the change: requests the cut connections still have queued or at the
+    // device must land first, or one could write into the range after its
+    // zeroing, where the next volume would find it.
+    if (!(await settle(() => revoked.some((c) => c.inFlight > 0), REVOKE_SETTLE_MS))) {
+      console.warn(`reflex: requests of cut connections still in flight after ${REVOKE_SETTLE_MS} ms; freed ranges are zeroed anyway`);
+    }
     return problems;
   };
 
@@ -300,8 +300,7 @@ async function main(init: WorkerInit): Promise<void> {
       draining = true;
       for (const s of [...listeners.values(), ...extra]) s.close();
       const inFlight = (): number => devices.reduce((a, d) => a + d.plane.engine.inFlight + (d.gate?.queued ?? 0), 0);
-      const deadline = Date.now() + msg.timeoutMs;
-      while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await settle(() => inFlight() > 0, msg.timeoutMs);
       // Let the last replies reach their sockets before closing them.
       await new Promise((r) => setImmediate(r));
       for (const s of sockets) s.end();
@@ -377,6 +376,13 @@ async function main(init: WorkerInit): Promise<void> {
   port.postMessage(ready);
 }
 
+
+/** Polls until `busy()` turns false or `ms` pass; true when it turned false. */
+async function settle(busy: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+  return !busy();
+}
 
 /** How long applying a change waits for the requests of the connections it cut. */
 const REVOKE_SETTLE_MS = 30_000;
