@@ -171,6 +171,10 @@ int ring_wait(struct ring *r, unsigned min_complete) {
   return rc;
 }
 
+int ring_cq_ready(const struct ring *r) {
+  return *r->cq_head != __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+}
+
 unsigned ring_drain(struct ring *r, int32_t *out, unsigned cap) {
   unsigned head = *r->cq_head; /* only we write the CQ head */
   unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);

@@ -46,6 +46,8 @@ int ring_submit(struct ring *r);
 /* With DEFER_TASKRUN, runs queued completion work so its CQEs become
  * visible; a no-op otherwise. Returns 0 or -errno. */
 int ring_run_deferred(struct ring *r);
+/* Whether the completion queue holds entries not yet drained. */
+int ring_cq_ready(const struct ring *r);
 
 /* Publishes reserved SQEs and, in the same io_uring_enter, waits for
  * min_complete CQEs (0: does not wait; with DEFER_TASKRUN it still runs

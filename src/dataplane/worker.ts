@@ -17,6 +17,7 @@ import { Errno } from '../storage/engine.ts';
 import { Coalescer, strictestObjective } from './coalescing.ts';
 import { countClose, DEVICE_SAMPLE_MS, WorkerField, WorkerStats, type CloseReason } from './worker-stats.ts';
 import { sleepUs } from '../util/precise-sleep.ts';
+import { reapReady } from '../storage/reap-ready.ts';
 import { DataPlane } from './data-plane.ts';
 import { stillCovers, stillServes, type ExportedVolume } from './front-end.ts';
 import type { NbdConnection } from '../nbd/nbd-connection.ts';
@@ -30,8 +31,8 @@ import type { WorkerCommand, WorkerInit, WorkerReply } from './worker-messages.t
 const NBD_MAX_PAYLOAD = 32 << 20;
 
 /**
- * Reaps per device per polling turn. A full ring's worth of completions
- * (128) arrives in ceil(128 / 20) reaps; the bound keeps a device that
+ * Reaps per device per polling turn (see reapReady): a full ring of 128
+ * takes up to 7 at 20 completions each. The bound keeps a device that
  * completes as fast as it is refilled from starving the sockets.
  */
 const REAPS_PER_TURN = 8;
@@ -353,18 +354,7 @@ async function main(init: WorkerInit): Promise<void> {
         }
         return;
       }
-      for (let i = 0; i < engines.length; i++) {
-        const e = engines[i];
-        // The kernel runs at most 20 deferred completions per
-        // io_uring_enter (IO_LOCAL_TW_DEFAULT_MAX), so one reap per turn
-        // refilled the device 20 requests at a time, an event-loop turn
-        // apart: reap until it comes back empty.
-        let got = 1;
-        for (let k = 0; got > 0 && e.inFlight > 0 && k < REAPS_PER_TURN; k++) {
-          got = e.reap!(0);
-          e.kick();
-        }
-      }
+      for (let i = 0; i < engines.length; i++) reapReady(engines[i], REAPS_PER_TURN);
       setImmediate(spin);
     };
     setImmediate(spin);
