@@ -98,3 +98,17 @@ test('WRITE_ZEROES the device cannot do is written as zeros, in 1 MiB pieces, th
   assert.equal(engine.image[offset - 1], 0xaa, 'nothing outside it changed');
   assert.equal(engine.image[offset + length], 0xaa);
 });
+
+test('an engine being closed gets no follow-up: FUA TRIM and zero-writing end with ECANCELED', async () => {
+  // The worker sets `closing` when a drain deadline passes and it closes the
+  // engine; a follow-up submitted then would go to a closed ring.
+  for (const zeroesUnsupported of [false, true]) {
+    const engine = new RecordingEngine(zeroesUnsupported);
+    const plane = new DataPlane(engine, counters());
+    const pending = run(plane, zeroesUnsupported ? Op.WRITE_ZEROES : Op.TRIM, 4096, 8192, true);
+    plane.closing = true;
+    const done = await pending;
+    assert.equal(done.result, Errno.ECANCELED, 'durability cannot be promised, so it is not claimed');
+    assert.deepEqual(engine.log.map((e) => e[0]), [zeroesUnsupported ? 'WRITE_ZEROES' : 'TRIM'], 'nothing after the first request');
+  }
+});
