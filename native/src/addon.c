@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "buffers.h"
+#include "cache-evict.h"
 #include "ring.h"
 
 /* Descriptor layout, shared with src/storage/uring-native.ts. */
@@ -54,7 +55,7 @@ enum {
   OP_BLKZEROOUT = 6,  /* ioctl, synchronous */
   OP_NOP = 7,
 };
-enum { F_FUA = 1, F_FIXED_FILE = 2, F_DATASYNC = 4 };
+enum { F_FUA = 1, F_FIXED_FILE = 2, F_DATASYNC = 4, F_EVICT = 8 };
 #define PAGE_ALIGN 4096
 
 #define CHECK(env, call)                                  \
@@ -155,6 +156,11 @@ static napi_value js_sleep_us(napi_env env, napi_callback_info info) {
 static napi_value js_probe(napi_env env, napi_callback_info info) {
   (void)info;
   return make_int(env, ring_probe());
+}
+
+static napi_value js_cache_evict_supported(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_int(env, cache_evict_supported());
 }
 
 /* Finalizer hint: which table slot the external buffer owns. */
@@ -559,6 +565,8 @@ static int prep_one(struct uring_obj *u, napi_env env, napi_value foreign, const
       push_synth(u, tag, -EFAULT);
       return 1;
     }
+    /* Before the SQE exists: the device may start on it once it does. */
+    if (op == OP_READ && (flags & F_EVICT)) cache_evict(addr, len);
   } else if (op > OP_NOP || op < 0) {
     push_synth(u, tag, -EINVAL);
     return 1;
@@ -759,6 +767,7 @@ static napi_value init(napi_env env, napi_value exports) {
                                sizeof ring_props / sizeof ring_props[0], ring_props, &ring_class));
   napi_property_descriptor props[] = {
     {"probe", NULL, js_probe, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"cacheEvictSupported", NULL, js_cache_evict_supported, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sleepUs", NULL, js_sleep_us, NULL, NULL, NULL, napi_enumerable, NULL},
     {"alloc", NULL, js_alloc, NULL, NULL, NULL, napi_enumerable, NULL},
     {"deviceInfo", NULL, js_device_info, NULL, NULL, NULL, napi_enumerable, NULL},

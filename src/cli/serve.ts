@@ -43,6 +43,9 @@ const HELP = `usage: reflex serve [options]
   --queue-depth N      requests each worker keeps at a file or block device at
                        once (io_uring slots; default 128, up to 4096); more wait
                        in order. NVMe drives may want 256 or more
+  --read-cache-evict M evict each read buffer from the CPU caches before the
+                       device fills it: auto (default; on under a hypervisor,
+                       whose disk copies from another core), on or off
   --submit-batch       with --poll, batch each turn's device submissions instead
                        of one per request (try it on NVMe; per request suits
                        virtio disks)
@@ -86,6 +89,7 @@ export async function run(argv: string[]): Promise<number> {
       'submit-batch': { type: 'boolean' },
       'coalesce-us': { type: 'string' },
       'queue-depth': { type: 'string' },
+      'read-cache-evict': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -118,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['submit-batch']) raw.submitBatch = true;
   if (values['coalesce-us'] !== undefined) raw.coalesceUs = intArg('--coalesce-us', values['coalesce-us']);
   if (values['queue-depth'] !== undefined) raw.queueDepth = intArg('--queue-depth', values['queue-depth']);
+  if (values['read-cache-evict'] !== undefined) raw.readCacheEvict = values['read-cache-evict'];
   if (values['nbd-port'] !== undefined) raw.nbdPort = intArg('--nbd-port', values['nbd-port']);
   if (values['device-model'] !== undefined) raw.deviceModel = values['device-model'];
   if (values['push-url'] !== undefined) raw.pushUrl = values['push-url'];
@@ -136,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
     const table = server.control.registry.table(d.name);
     const model = d.deviceModel ?? "the original's sample model (run `reflex calibrate` for yours)";
     const qos = config.qos ? `QoS on, device rate ${Math.round(table.deviceRate()).toLocaleString('en-US')} tokens/s from ${model}` : 'QoS off';
-    console.log(`reflex: device ${d.name}: ${where} (${server.control.registry.devices.get(d.name)!.size} bytes, engine ${server.engines[i]}), ${qos}`);
+    console.log(`reflex: device ${d.name}: ${where} (${server.control.registry.devices.get(d.name)!.size} bytes, engine ${server.engines[i]}${server.engines[i] === 'uring' && server.evictReadBuffers ? ', read buffers evicted from CPU caches' : ''}), ${qos}`);
   });
   console.log(`reflex: ${config.workers} data-plane worker(s)`);
   for (const p of server.control.registry.ports.values()) {

@@ -58,6 +58,12 @@ export interface ServerConfig {
   nbdHandshakeTimeoutMs: number;
   /** io_uring slots per worker per device: requests at the device at once (more wait in order). */
   queueDepth: number;
+  /**
+   * Evict each read buffer from the CPU caches before the device fills it
+   * (io_uring engine): `on`, `off`, or `auto` (on under a hypervisor, where
+   * the disk's "DMA" is a host thread's copy; see native/src/cache-evict.h).
+   */
+  readCacheEvict: ReadCacheEvict;
   ports: PortBinding[];
   /** Engine choice for file devices: io_uring when it loads, else Node's fs. */
   engine: 'auto' | 'uring' | 'fs';
@@ -133,6 +139,7 @@ export interface RawConfig {
   maxOutstanding?: number;
   nbdHandshakeTimeoutMs?: number;
   queueDepth?: number;
+  readCacheEvict?: string;
   engine?: string;
   qos?: boolean;
   deviceModel?: string;
@@ -227,6 +234,11 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   if (raw.queueDepth !== undefined && (engine === 'fs' || !devices.some((d) => d.spec.kind === 'file'))) {
     throw new ConfigError('queueDepth: only for file or block devices on the io_uring engine');
   }
+  const readCacheEvict = (raw.readCacheEvict ?? 'auto') as ReadCacheEvict;
+  if (!READ_CACHE_EVICT.includes(readCacheEvict)) throw new ConfigError(`readCacheEvict: "${raw.readCacheEvict}" must be auto, on or off`);
+  if (readCacheEvict === 'on' && (engine === 'fs' || !devices.some((d) => d.spec.kind === 'file'))) {
+    throw new ConfigError('readCacheEvict: on is only for file or block devices on the io_uring engine');
+  }
 
   // No ports configured: the original's best-effort port, on the first half of
   // the device; the other half stays free for volumes made through the admin API.
@@ -268,6 +280,7 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
     maxOutstanding,
     nbdHandshakeTimeoutMs,
     queueDepth,
+    readCacheEvict,
     ports,
     engine,
     qos: raw.qos ?? true,
@@ -319,6 +332,14 @@ function checkServerId(id: string | undefined): string {
 
 /** Default receive-coalescing sleep: enough for several pipelined requests to land. */
 export const DEFAULT_COALESCE_US = 40;
+
+export const READ_CACHE_EVICT = ['auto', 'on', 'off'] as const;
+export type ReadCacheEvict = (typeof READ_CACHE_EVICT)[number];
+
+/** The setting for this machine: `auto` follows `virtual` (whether a hypervisor is present). */
+export function resolveReadCacheEvict(mode: ReadCacheEvict, virtual: boolean): boolean {
+  return mode === 'on' || (mode === 'auto' && virtual);
+}
 
 // A knob that would do nothing is refused: a user who sets it expects an effect.
 function checkSubmitBatch(on: boolean | undefined, poll: boolean): boolean {

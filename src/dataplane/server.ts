@@ -8,12 +8,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { AUTO_SPLIT, ConfigError, settleVolumes, type NamedDevice, type PortBinding, type ServerConfig } from '../control/config.ts';
+import { AUTO_SPLIT, ConfigError, resolveReadCacheEvict, settleVolumes, type NamedDevice, type PortBinding, type ServerConfig } from '../control/config.ts';
 import { ControlPlane, type PlaneHost, type RegistryStore } from '../control/control-plane.ts';
 import { MAX_TENANTS, Registry } from '../control/registry.ts';
 import { loadDeviceModel, SAMPLE_MODEL_URL } from '../control/tenants.ts';
 import { GlobalBucket } from '../qos/global-bucket.ts';
 import { Errno } from '../storage/engine.ts';
+import { underHypervisor } from '../storage/hypervisor.ts';
 import type { Sampler } from '../control/sampler.ts';
 import type { PushState, StatsPusher } from '../control/stats-push.ts';
 import type { AdminServerOptions } from '../control/admin-api.ts';
@@ -29,6 +30,8 @@ export interface RunningServer {
   /** Engine of each device, in config order. */
   readonly engines: string[];
   readonly engineName: string;
+  /** readCacheEvict as resolved on this machine (io_uring engines only). */
+  readonly evictReadBuffers: boolean;
   readonly deviceSize: number;
   readonly nbdPort: number | null;
   readonly attachPort: number | null;
@@ -182,6 +185,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const workers: Worker[] = [];
   let engines: string[] = [];
+  const evictReadBuffers = resolveReadCacheEvict(config.readCacheEvict, underHypervisor());
   let queueDepths: Array<number | null> = [];
   let fallbackReason: string | undefined;
   let nbdPort = config.nbdPort;
@@ -201,6 +205,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         maxOutstanding: config.maxOutstanding,
         nbdHandshakeTimeoutMs: config.nbdHandshakeTimeoutMs,
         queueDepth: config.queueDepth,
+        evictReadBuffers,
         countersSab,
         workerStatsSab,
         tenantCapacity: MAX_TENANTS,
@@ -324,6 +329,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     bindings,
     engines,
     engineName: engines[0],
+    evictReadBuffers,
     deviceSize: sizes.get(first)!,
     nbdPort,
     attachPort,

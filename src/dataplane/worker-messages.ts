@@ -23,6 +23,8 @@ export interface WorkerInit {
   maxOutstanding: number;
   nbdHandshakeTimeoutMs: number;
   queueDepth: number;
+  /** io_uring engines evict read buffers from the CPU caches before submission (readCacheEvict, resolved). */
+  evictReadBuffers: boolean;
   countersSab: SharedArrayBuffer;
   /** Per-worker counters (worker-stats.ts); this worker writes row workerIndex. */
   workerStatsSab: SharedArrayBuffer;

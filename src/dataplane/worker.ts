@@ -49,7 +49,7 @@ async function main(init: WorkerInit): Promise<void> {
   const engineNames: string[] = [];
   let fallbackReason: string | undefined;
   for (const d of init.devices) {
-    const opened = await openEngine(d.spec, { memoryStore: d.memoryStore, engine: init.engine, faults: init.faults ?? undefined, queueDepth: init.queueDepth });
+    const opened = await openEngine(d.spec, { memoryStore: d.memoryStore, engine: init.engine, faults: init.faults ?? undefined, queueDepth: init.queueDepth, evictReadBuffers: init.evictReadBuffers });
     fallbackReason ??= opened.fallbackReason;
     engineNames.push(opened.engine.name);
     const plane = new DataPlane(opened.engine, counters);

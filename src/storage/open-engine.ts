@@ -1,5 +1,6 @@
 import type { DeviceSpec } from '../control/config.ts';
 import type { Engine } from './engine.ts';
+import type { UringOpenOptions } from './uring-engine.ts';
 import { FaultEngine, parseFaultSpec } from './fault-engine.ts';
 import { FileEngine } from './file-engine.ts';
 import { MemoryEngine } from './memory-engine.ts';
@@ -13,6 +14,8 @@ export interface OpenOptions {
   faults?: string;
   /** io_uring slots (requests at the device at once); default 128. */
   queueDepth?: number;
+  /** io_uring: evict READ buffers from the CPU caches before submission (UringOpenOptions). */
+  evictReadBuffers?: boolean;
 }
 
 export interface Opened {
@@ -43,7 +46,7 @@ async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
     case 'file': {
       let reason: string | undefined;
       if (opts.engine !== 'fs') {
-        const uring = await tryUring(spec, opts.queueDepth);
+        const uring = await tryUring(spec, opts);
         if (uring.engine) return { engine: uring.engine };
         reason = uring.reason;
         if (opts.engine === 'uring') throw new Error(`io_uring engine unavailable: ${reason}`);
@@ -57,11 +60,12 @@ async function openBare(spec: DeviceSpec, opts: OpenOptions): Promise<Opened> {
 }
 
 /** The io_uring engine, or why not (no addon, io_uring disabled, REFLEX_NO_URING=1, ...). */
-async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>, queueDepth: number | undefined): Promise<{ engine?: Engine; reason: string }> {
+async function tryUring(spec: Extract<DeviceSpec, { kind: 'file' }>, opts: OpenOptions): Promise<{ engine?: Engine; reason: string }> {
   try {
     const { UringEngine } = await import('./uring-engine.ts');
-    const o: { size?: number; create?: boolean; queueDepth?: number } = {};
-    if (queueDepth !== undefined) o.queueDepth = queueDepth;
+    const o: UringOpenOptions = {};
+    if (opts.queueDepth !== undefined) o.queueDepth = opts.queueDepth;
+    if (opts.evictReadBuffers !== undefined) o.evictReadBuffers = opts.evictReadBuffers;
     if (spec.size !== undefined) o.size = spec.size;
     if (spec.create !== undefined) o.create = spec.create;
     return { engine: UringEngine.open(spec.path, o), reason: '' };

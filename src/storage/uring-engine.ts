@@ -28,6 +28,14 @@ export interface UringOpenOptions {
   direct?: boolean;
   /** Requests in the kernel at once (ring depth). Default 128. */
   queueDepth?: number;
+  /**
+   * Evict each READ buffer from the CPU caches before it goes to the kernel
+   * (default false): for a caller that reads its buffers after completion,
+   * such as a server copying them into sockets, on a disk whose "DMA" is a
+   * host thread's copy (native/src/cache-evict.h). Ignored where the build
+   * cannot evict.
+   */
+  evictReadBuffers?: boolean;
 }
 
 const PAGE = 4096;
@@ -93,6 +101,8 @@ export class UringEngine implements Engine {
   }
   /** Ring depth: the most requests in the kernel at once. */
   readonly queueDepth: number;
+  /** Whether READ buffers are evicted from the CPU caches before submission. */
+  readonly evictReadBuffers: boolean;
   onComplete: CompletionHandler = () => {
     throw new Error('UringEngine: onComplete not set');
   };
@@ -124,6 +134,8 @@ export class UringEngine implements Engine {
   private reaping = false;
   /** setSubmitEach(true): handlers' submissions go in one by one, not as a batch. */
   private submitEach = false;
+  /** DescFlag.EVICT when evictReadBuffers, else 0: or-ed into every READ. */
+  private readonly readFlags: number;
   private drained: (() => void) | null = null;
 
   private lastAb: ArrayBufferLike | null = null;
@@ -133,7 +145,7 @@ export class UringEngine implements Engine {
   private readonly pool = new Map<number, Buffer[]>();
 
   private constructor(native: UringNative, fd: number, size: number, blockSize: number, direct: boolean,
-    fallback: string | null, isBlock: boolean, depth: number) {
+    fallback: string | null, isBlock: boolean, depth: number, evict: boolean) {
     this.native = native;
     this.fd = fd;
     this.size = size;
@@ -141,6 +153,8 @@ export class UringEngine implements Engine {
     this.direct = direct;
     this.directFallbackReason = fallback;
     this.isBlockDevice = isBlock;
+    this.evictReadBuffers = evict && native.cacheEvictSupported() === 1;
+    this.readFlags = this.evictReadBuffers ? DescFlag.EVICT : 0;
     // The completion array holds every request that can be in flight, so one
     // callback drains a whole batch.
     // The kernel rounds the SQ up to a power of two and the native side
@@ -197,7 +211,7 @@ export class UringEngine implements Engine {
         if (devSize < size) fs.ftruncateSync(fd, size);
       }
       const blockSize = !direct ? 1 : isBlock ? lbs : Math.max(512, dioOffsetAlign);
-      return new UringEngine(native, fd, size, blockSize, direct, fallback, isBlock, depth);
+      return new UringEngine(native, fd, size, blockSize, direct, fallback, isBlock, depth, opts.evictReadBuffers ?? false);
     } catch (err) {
       fs.closeSync(fd);
       throw err;
@@ -347,7 +361,7 @@ export class UringEngine implements Engine {
       else if (((offset | length) & (this.blockSize - 1)) !== 0) error = Errno.EINVAL;
       if (error === 0 && length > 0 && buf !== null) {
         d[at] = op === Op.READ ? NativeOp.READ : NativeOp.WRITE;
-        d[at + 1] = this.fdFlag | (op === Op.WRITE && req.fua ? DescFlag.FUA : 0);
+        d[at + 1] = this.fdFlag | (op === Op.READ ? this.readFlags : req.fua ? DescFlag.FUA : 0);
         d[at + 3] = offset;
         d[at + 4] = length;
         if (this.setBuffer(d, at, buf)) return;

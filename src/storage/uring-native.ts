@@ -51,6 +51,8 @@ export const DescFlag = {
   FIXED_FILE: 2,
   /** FSYNC as fdatasync. */
   DATASYNC: 4,
+  /** READ: evict the buffer's lines from the CPU caches first (native/src/cache-evict.h). */
+  EVICT: 8,
 } as const;
 
 /** One io_uring with its eventfd watched by this thread's event loop. */
@@ -90,6 +92,8 @@ export interface NativeRingConstructor {
 export interface UringNative {
   /** 0 when io_uring can be set up here, else a negative errno. */
   probe(): number;
+  /** 1 when this build can evict cache lines from user space (DescFlag.EVICT works), else 0. */
+  cacheEvictSupported(): number;
   /** Zeroed, page-aligned memory freed when the Buffer is collected, and its table id. */
   alloc(length: number): [Buffer, number];
   /** [isBlock, size, logicalBlockSize, dioMemAlign, dioOffsetAlign] or a negative errno. */

@@ -126,6 +126,32 @@ describe('polling workers', () => {
   }
 });
 
+describe('read buffers evicted from the CPU caches (readCacheEvict)', () => {
+  for (const mode of ['on', 'off'] as const) {
+    it(`data read back intact with readCacheEvict ${mode}, polling and not`, async () => {
+      for (const poll of [false, true]) {
+        const file = path.join(dir, `evict-${mode}-${poll}.img`);
+        const server = await startServer(resolveConfig({ device: file, deviceSize: 16 * MiB, workers: 2, poll, readCacheEvict: mode, ports: [{ port: 0 }] }, 2));
+        try {
+          assert.equal(server.engineName, 'uring');
+          const { stdout } = await run(client, ['verify', '127.0.0.1', String(server.bindings[0].port), '2', '8', '10', String((16 * MiB) / 512)]);
+          assert.match(stdout, /verified 160 mismatches 0 errors 0/);
+        } finally {
+          await server.close();
+        }
+      }
+    });
+  }
+
+  it('refuses a mode it does not know, and on where there is no io_uring file device', () => {
+    assert.equal(resolveConfig({ device: 'x.img' }, 1).readCacheEvict, 'auto');
+    assert.throws(() => resolveConfig({ device: 'x.img', readCacheEvict: 'yes' }, 1), /readCacheEvict: "yes" must be auto, on or off/);
+    assert.throws(() => resolveConfig({ memory: '1G', readCacheEvict: 'on' }, 1), /readCacheEvict: on is only for file or block devices/);
+    assert.throws(() => resolveConfig({ device: 'x.img', engine: 'fs', readCacheEvict: 'on' }, 1), /readCacheEvict: on is only/);
+    assert.equal(resolveConfig({ memory: '1G', readCacheEvict: 'off' }, 1).readCacheEvict, 'off');
+  });
+});
+
 describe('polling workers under overflow', () => {
   it('drain promptly with more requests outstanding than ring slots (refills are submitted, not stranded)', async () => {
     const file = path.join(dir, 'poll-overflow.img');

@@ -116,6 +116,30 @@ test('completions never arrive inside submit or kick', { skip }, async () => {
   assert.equal(seen, 4, 'close waits for all in-flight requests');
 });
 
+test('reads with their buffers evicted from the CPU caches return the data written', { skip }, async () => {
+  const size = 4 << 20;
+  const file = path.join(dir, 'evict.img');
+  const data = randomBytes(size);
+  fs.writeFileSync(file, data);
+  const e = UringEngine.open(file, { queueDepth: 32, evictReadBuffers: true });
+  assert.equal(e.evictReadBuffers, process.arch === 'x64' || process.arch === 'arm64');
+  e.onComplete = (req) => (req.ctx as (r: IoRequest) => void)(req);
+  // Buffers the CPU has just written and read (dirty and clean lines):
+  // eviction writes dirty lines back before the device overwrites them.
+  const reads = Array.from({ length: 256 }, async () => {
+    const len = 512 * randomInt(1, 64);
+    const off = 512 * randomInt(0, (size - len) / 512);
+    const buf = e.allocBuffer(len).fill(0x5a);
+    assert.equal(buf[len - 1], 0x5a);
+    assert.equal(await io(e, Op.READ, off, len, buf), 0);
+    assert.ok(buf.equals(data.subarray(off, off + len)), `read at ${off} +${len} differs`);
+    e.releaseBuffer(buf);
+  });
+  e.kick();
+  await Promise.all(reads);
+  await e.close();
+});
+
 test('completions that are ready together reach JS in one event-loop wakeup', { skip }, async () => {
   // Since Linux 6.13 one io_uring_enter runs at most 20 deferred completions
   // (DEFER_TASKRUN rings), so a device's batch used to reach JS 20 at a time,

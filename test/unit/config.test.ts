@@ -89,6 +89,8 @@ describe('config files and the serve command', () => {
       [['serve', '--device', path.join(dir, 'q.img'), '--queue-depth', '0', '--no-admin', '--no-persist'], /queueDepth: 0 must be an integer from 1 to 4096/],
       [['serve', '--memory', '16M', '--queue-depth', '64', '--no-admin', '--no-persist'], /queueDepth: only for file or block devices/],
       [['serve', '--memory', '16M', '--submit-batch', '--no-admin', '--no-persist'], /submitBatch: only with poll/],
+      [['serve', '--device', path.join(dir, 'q.img'), '--read-cache-evict', 'maybe', '--no-admin', '--no-persist'], /readCacheEvict: "maybe" must be auto, on or off/],
+      [['serve', '--memory', '16M', '--read-cache-evict', 'on', '--no-admin', '--no-persist'], /readCacheEvict: on is only for file or block devices/],
       [['serve', '--memory', '16M', '--poll', '--coalesce-us', '20', '--no-admin', '--no-persist'], /coalesceUs: has no effect with poll/],
       [['serve', '--memory', '16M', '--faults', 'unsupported=flush', '--no-admin', '--no-persist'], /unsupported=flush/],
     ];
