@@ -7,8 +7,9 @@
  *   local   `reflex bench --local FILE`: the server's storage engine driven
  *           directly by the load generator (no network);
  *   remote  the same generator through `reflex serve --device FILE --poll`
- *           (one polling worker, as ReFlex polls; QoS off), the generator
- *           on the other CPU;
+ *           (one polling worker, as ReFlex polls; QoS off; read buffers
+ *           evicted from the CPU caches where --read-cache-evict's default
+ *           says so, which the JSON records), the generator on the other CPU;
  *   remote-c  the same server driven by the C v1 client (test/interop/
  *           v1client.c, closed loop): a generator that is not itself the
  *           bottleneck on its core, as an outside C load generator is;
@@ -40,6 +41,7 @@ import { lineChart } from '../src/report/index.ts';
 import { buildC } from '../test/helpers/build-c.ts';
 import { processCpuSeconds } from '../src/loadgen/proc-cpu.ts';
 import { diskIrqCpu } from './lib/cpus.ts';
+import { underHypervisor } from '../src/storage/hypervisor.ts';
 import { freePort, runCommand, startChild } from './lib/processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -253,7 +255,7 @@ async function main(): Promise<void> {
       ],
     }),
   );
-  fs.writeFileSync(path.join(ROOT, 'results/remote-vs-local.json'), JSON.stringify({ deviceCpu: DEVICE_CPU, clientCpu: CLIENT_CPU, file: FILE, seconds: SECONDS, reps: REPS, tcpPingPong: { p50Us: tcpP50, runs: tcp }, saturated: sat, table, runs }, null, 2));
+  fs.writeFileSync(path.join(ROOT, 'results/remote-vs-local.json'), JSON.stringify({ deviceCpu: DEVICE_CPU, clientCpu: CLIENT_CPU, serverReadCacheEvict: underHypervisor() ? 'auto: on (hypervisor)' : 'auto: off', file: FILE, seconds: SECONDS, reps: REPS, tcpPingPong: { p50Us: tcpP50, runs: tcp }, saturated: sat, table, runs }, null, 2));
   console.log('wrote results/remote-vs-local.json and results/remote-vs-local.svg');
 }
 
