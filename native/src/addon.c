@@ -321,6 +321,9 @@ static unsigned collect(struct uring_obj *u) {
   return n + k;
 }
 
+/* Deferred completions the kernel runs per pass of io_uring_enter (6.13+). */
+#define KERNEL_TW_PASS_MAX 20
+
 /* Batches one event-loop wakeup may deliver before yielding to the loop. */
 #define DISPATCH_ROUNDS_MAX 16
 
@@ -372,7 +375,9 @@ static uint32_t dispatch(struct uring_obj *u, int from_js) {
       (void)wr;
       break;
     }
-    ring_run_deferred(&u->ring);
+    /* Fewer than one pass's worth means the kernel ran out of work, not
+     * into its limit: skip the extra enter (a syscall per wakeup at QD1). */
+    if (n >= KERNEL_TW_PASS_MAX) ring_run_deferred(&u->ring);
     if (u->synth_count == 0 && !ring_cq_ready(&u->ring)) break;
   }
   napi_close_handle_scope(env, scope);
