@@ -140,18 +140,42 @@ test('reads with their buffers evicted from the CPU caches return the data writt
   await e.close();
 });
 
+/** An engine over `blocks` written and synced 4 KiB blocks: its reads go to the disk (not holes) and complete from the disk's interrupt. */
+function openWritten(name: string, blocks: number): UringEngine {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, randomBytes(blocks * 4096));
+  const fd = fs.openSync(file, 'r+');
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  return UringEngine.open(file, { queueDepth: 128 });
+}
+
+/** Submits a 4 KiB read of each of the first `blocks` blocks (no kick). */
+function submitReads(e: UringEngine, blocks: number): void {
+  for (let i = 0; i < blocks; i++) {
+    const r = newRequest();
+    r.op = Op.READ;
+    r.offset = i * 4096;
+    r.length = 4096;
+    r.buf = e.allocBuffer(4096);
+    e.submit(r);
+  }
+}
+
+/** Reads each of the first `blocks` blocks, then holds the thread until the disk has finished them all. */
+function readAllAndWait(e: UringEngine, blocks: number): void {
+  submitReads(e, blocks);
+  e.kick();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+}
+
 test('completions that are ready together reach JS in one event-loop wakeup', { skip }, async () => {
   // Since Linux 6.13 one io_uring_enter runs at most 20 deferred completions
   // (DEFER_TASKRUN rings), so a device's batch used to reach JS 20 at a time,
   // an event-loop turn apart. Real blocks (not holes) make the reads go to
   // the disk and complete from its interrupt, as deferred task work.
   const n = 64;
-  const file = path.join(dir, 'burst.img');
-  fs.writeFileSync(file, randomBytes(n * 4096));
-  const fd = fs.openSync(file, 'r+');
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
-  const e = UringEngine.open(file, { queueDepth: 128 });
+  const e = openWritten('burst.img', n);
   let delivered = 0;
   // Counted right after the wakeup that brings the first completion: an
   // immediate set from a poll-phase callback runs once that phase ends.
@@ -161,17 +185,7 @@ test('completions that are ready together reach JS in one event-loop wakeup', { 
       if (delivered++ === 0) setImmediate(() => resolve(delivered));
     };
   });
-  for (let i = 0; i < n; i++) {
-    const r = newRequest();
-    r.op = Op.READ;
-    r.offset = i * 4096;
-    r.length = 4096;
-    r.buf = e.allocBuffer(4096);
-    e.submit(r);
-  }
-  e.kick();
-  // Hold the thread until the disk has finished them all.
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  readAllAndWait(e, n);
   const firstWakeup = await firstWakeupDone;
   await e.close();
   assert.equal(delivered, n);
@@ -180,28 +194,14 @@ test('completions that are ready together reach JS in one event-loop wakeup', { 
 
 test('a polling caller takes a whole ready batch in one turn (reapReady)', { skip }, () => {
   const n = 64;
-  const file = path.join(dir, 'burst-poll.img');
-  fs.writeFileSync(file, randomBytes(n * 4096));
-  const fd = fs.openSync(file, 'r+');
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
-  const e = UringEngine.open(file, { queueDepth: 128 });
+  const e = openWritten('burst-poll.img', n);
   e.setEventLoopNotify(false);
   let delivered = 0;
   e.onComplete = (req) => {
     assert.equal(req.result, 0);
     delivered++;
   };
-  for (let i = 0; i < n; i++) {
-    const r = newRequest();
-    r.op = Op.READ;
-    r.offset = i * 4096;
-    r.length = 4096;
-    r.buf = e.allocBuffer(4096);
-    e.submit(r);
-  }
-  e.kick();
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  readAllAndWait(e, n);
   assert.equal(reapReady(e, 8), n, 'every ready completion in one call');
   assert.equal(delivered, n);
   assert.equal(e.inFlight, 0);
@@ -516,14 +516,7 @@ test('reap: a throwing handler surfaces from reap and the rest of the batch stil
     seen++;
     if (seen === 1) throw new Error('handler failure');
   };
-  for (let i = 0; i < 6; i++) {
-    const r = newRequest();
-    r.op = Op.READ;
-    r.offset = i * 4096;
-    r.length = 4096;
-    r.buf = e.allocBuffer(4096);
-    e.submit(r);
-  }
+  submitReads(e, 6);
   let thrown = 0;
   while (e.inFlight > 0) {
     try {
