@@ -231,12 +231,14 @@ export function resolveConfig(raw: RawConfig, cpuCount: number): ServerConfig {
   }
   const engine = (raw.engine ?? 'auto') as ServerConfig['engine'];
   if (!['auto', 'uring', 'fs'].includes(engine)) throw new ConfigError(`engine: "${raw.engine}" must be auto, uring or fs`);
-  if (raw.queueDepth !== undefined && (engine === 'fs' || !devices.some((d) => d.spec.kind === 'file'))) {
+  // Settings of the io_uring engine do nothing without a file device it can open.
+  const uringCapable = engine !== 'fs' && devices.some((d) => d.spec.kind === 'file');
+  if (raw.queueDepth !== undefined && !uringCapable) {
     throw new ConfigError('queueDepth: only for file or block devices on the io_uring engine');
   }
   const readCacheEvict = (raw.readCacheEvict ?? 'auto') as ReadCacheEvict;
   if (!READ_CACHE_EVICT.includes(readCacheEvict)) throw new ConfigError(`readCacheEvict: "${raw.readCacheEvict}" must be auto, on or off`);
-  if (readCacheEvict === 'on' && (engine === 'fs' || !devices.some((d) => d.spec.kind === 'file'))) {
+  if (readCacheEvict === 'on' && !uringCapable) {
     throw new ConfigError('readCacheEvict: on is only for file or block devices on the io_uring engine');
   }
 
